@@ -1,0 +1,485 @@
+"""The one typed run config (DESIGN.md contract 1).
+
+Light module: stdlib + yaml only, so the UI can import it without pulling in torch.
+
+Every field is a dataclass field with a type, a default and one help text (``metadata["help"]``).
+Choices are ``Literal`` types. ``from_dict`` collects every problem (unknown keys, wrong types,
+values out of range, missing files) and raises one ``ConfigError`` naming each field. The config
+round-trips to YAML with a ``schema_version``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+SCHEMA_VERSION = 1
+
+Quantization = Literal["none", "8bit", "4bit"]
+DType = Literal["auto", "bf16", "fp16", "fp32"]
+Stage = Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "rm", "ppo"]
+Finetuning = Literal["lora", "qlora", "full", "freeze"]
+Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
+OnLongRows = Literal["truncate", "drop", "fail"]
+
+# Stages the training worker can run today; the others are accepted by the type but refused here.
+IMPLEMENTED_STAGES = ("sft",)
+
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def F(default: Any, help: str, **kw: Any) -> Any:
+    """A config field: its default and its one help text (shown in the UI and in `--help`)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def N(cls: type, help: str) -> Any:
+    """A nested section."""
+    return field(default_factory=cls, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = F("smollm2-135m-instruct",
+                          "The model to tune: a name from the model list, a local folder, or a hub id "
+                          "(e.g. Qwen/Qwen2.5-0.5B-Instruct; downloads need internet).")
+    quantization: Quantization = F("none",
+                                   "Load the frozen base weights quantised with bitsandbytes: 'none' keeps "
+                                   "them at dtype; '8bit' halves their memory; '4bit' (NF4, double-quantised) "
+                                   "quarters it. QLoRA sets 4bit itself.")
+    dtype: DType = F("auto",
+                     "Precision of weights and compute. 'auto' = bf16 on a GPU that supports it, fp16 on older "
+                     "GPUs, fp32 on CPU.")
+    trust_remote_code: bool = F(False,
+                                "Run Python code that ships with a hub model. Only tick this for models you trust: "
+                                "the code runs with your user's rights.")
+
+
+@dataclass
+class DataConfig:
+    datasets: list[str] = F(["identity"],
+                            "Datasets to mix: bundled names (see data/), local files (.json/.jsonl/.csv/.parquet) "
+                            "or folders, or hub ids.")
+    template: str = F("auto",
+                      "Chat template. 'auto' = the tokenizer's own template; otherwise a built-in one "
+                      "(alpaca, chatml, llama3, qwen, mistral, gemma, phi) for base models without one.")
+    cutoff_len: int = F(1024, "Longest tokenised example, in tokens (prompt + response).", min=8, max=131072)
+    on_long_rows: OnLongRows = F("truncate",
+                                 "What to do with rows longer than cutoff_len: truncate them, drop them, or fail "
+                                 "the run before training.")
+    val_size: float = F(0.0, "Share of rows held out for eval loss (0 = none; e.g. 0.1 = 10%).", min=0.0, max=0.9)
+    max_samples: Optional[int] = F(None, "Use at most this many rows from each dataset (empty = all).", min=1)
+
+
+@dataclass
+class LoraSection:
+    rank: int = F(8, "LoRA rank r: size of the low-rank update. Higher learns more, costs more.", min=1, max=1024)
+    alpha: float = F(16.0, "LoRA alpha: the update is scaled by alpha / rank.", min=0.0)
+    dropout: float = F(0.0, "Dropout on the LoRA input during training.", min=0.0, max=0.9)
+    targets: Union[str, list[str]] = F("all",
+                                       "Modules to adapt: 'all' = every linear layer of the model except the "
+                                       "output head, or a list of module names such as [q_proj, v_proj].")
+
+
+@dataclass
+class FreezeSection:
+    trainable_layers: int = F(2, "Freeze tuning: train only the last N transformer layers.", min=1)
+
+
+@dataclass
+class MethodConfig:
+    stage: Stage = F("sft", "Training stage: sft (supervised fine-tuning on conversations).")
+    finetuning: Finetuning = F("lora",
+                               "lora: small trainable adapters on frozen weights; qlora: the same on 4-bit weights "
+                               "(needs a CUDA GPU); full: every weight trains; freeze: only the last layers train.")
+    lora: LoraSection = N(LoraSection, "LoRA / QLoRA settings.")
+    freeze: FreezeSection = N(FreezeSection, "Freeze-tuning settings.")
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = F(2e-4, "Peak learning rate.", min_exclusive=0.0, max=1.0)
+    epochs: float = F(3.0, "Passes over the training data.", min_exclusive=0.0)
+    max_steps: Optional[int] = F(None, "Stop after this many optimizer steps (overrides epochs when set).", min=1)
+    batch_size: int = F(4, "Examples per device per forward pass.", min=1, max=4096)
+    grad_accum: int = F(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).",
+                        min=1, max=4096)
+    scheduler: Scheduler = F("cosine", "Learning-rate schedule after warm-up.")
+    warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=1.0)
+    max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
+    weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
+    seed: int = F(42, "Random seed for data order and initialisation.", min=0)
+    logging_steps: int = F(1, "Write a train event every N optimizer steps.", min=1)
+    save_steps: int = F(50, "Save a resumable checkpoint every N optimizer steps.", min=1)
+    eval_steps: int = F(50, "Compute eval loss every N steps (when there is a validation split).", min=1)
+    save_total_limit: int = F(2, "Keep at most this many checkpoints (oldest deleted first).", min=1)
+    gradient_checkpointing: bool = F(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
+
+
+@dataclass
+class OutputConfig:
+    run_name: str = F("", "Run folder name under saves_dir (letters, digits, . _ -). Empty = generated.")
+    saves_dir: str = F("saves", "Folder that holds one sub-folder per run.")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = N(ModelConfig, "Which model, and how it is loaded.")
+    data: DataConfig = N(DataConfig, "Which data, and how it is tokenised.")
+    method: MethodConfig = N(MethodConfig, "Stage and fine-tuning method.")
+    train: TrainConfig = N(TrainConfig, "Optimisation hyperparameters.")
+    output: OutputConfig = N(OutputConfig, "Where the run is saved.")
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, each naming its field."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("Invalid config:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Introspection
+# ---------------------------------------------------------------------------------------------
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp) and isinstance(tp, type)
+
+
+def iter_fields(cls: type = RunConfig, prefix: str = ""):
+    """Yield (dotted_key, type, default, metadata) for every leaf field, in declaration order."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if is_section(tp):
+            yield from iter_fields(tp, key + ".")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            yield key, tp, default, dict(f.metadata)
+
+
+def field_info(key: str) -> tuple[Any, Any, dict]:
+    """(type, default, metadata) of one dotted key."""
+    for k, tp, default, meta in iter_fields():
+        if k == key:
+            return tp, default, meta
+    raise KeyError(key)
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is Union:
+        args = typing.get_args(tp)
+        return " | ".join("None" if a is type(None) else type_name(a) for a in args)
+    if origin is list:
+        return f"list[{type_name(typing.get_args(tp)[0])}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def choices(tp: Any) -> Optional[tuple]:
+    """The allowed values of a Literal field, else None."""
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Type checking and conversion
+# ---------------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    """Check ``value`` against ``tp``; return it (ints widen to floats). Appends to problems on error."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            problems.append(f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+            return _MISSING
+        return value
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        # Try each non-None member; keep the first that fits.
+        for a in args:
+            if a is type(None):
+                continue
+            trial: list[str] = []
+            out = _coerce(value, a, key, trial)
+            if not trial:
+                return out
+        problems.append(f"{key}: expected {type_name(tp)}, got {type(value).__name__} {value!r}")
+        return _MISSING
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            problems.append(f"{key}: expected a list of {type_name(inner)}, got {type(value).__name__} {value!r}")
+            return _MISSING
+        out = []
+        for i, item in enumerate(value):
+            v = _coerce(item, inner, f"{key}[{i}]", problems)
+            out.append(v)
+        return out
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
+            return _MISSING
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            problems.append(f"{key}: expected a whole number, got {type(value).__name__} {value!r}")
+            return _MISSING
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+            return _MISSING
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            problems.append(f"{key}: must be a finite number, got {value!r}")
+            return _MISSING
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append(f"{key}: expected text, got {type(value).__name__} {value!r}")
+            return _MISSING
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {key}")
+
+
+def _check_range(key: str, value: Any, meta: dict, problems: list[str]) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if "min" in meta and value < meta["min"]:
+        problems.append(f"{key}: must be at least {meta['min']}, got {value!r}")
+    if "min_exclusive" in meta and value <= meta["min_exclusive"]:
+        problems.append(f"{key}: must be greater than {meta['min_exclusive']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        problems.append(f"{key}: must be at most {meta['max']}, got {value!r}")
+
+
+def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping of fields, got "
+                        f"{type(data).__name__} {data!r}")
+        return cls()
+    hints = _hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k in data:
+        if k not in names:
+            near = [n for n in names if n.lower() == str(k).lower() or n.startswith(str(k)[:4])]
+            hint = f" (did you mean {prefix}{near[0]}?)" if near else f" (known: {', '.join(names)})"
+            problems.append(f"{prefix}{k}: unknown key{hint}")
+    for name, f in names.items():
+        tp = hints[name]
+        key = prefix + name
+        if name not in data:
+            continue
+        if is_section(tp):
+            kwargs[name] = _build(tp, data[name], key + ".", problems)
+            continue
+        before = len(problems)
+        v = _coerce(data[name], tp, key, problems)
+        if v is _MISSING or len(problems) > before:
+            continue
+        _check_range(key, v, dict(f.metadata), problems)
+        kwargs[name] = v
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+def migrate(data: dict) -> dict:
+    """Bring an older schema up to SCHEMA_VERSION (tolerant loading, peft style)."""
+    data = dict(data)
+    data.pop("schema_version", None)
+    return data
+
+
+def from_dict(data: Any, check_files: bool = True, root: Path | None = None) -> RunConfig:
+    """Build and validate a RunConfig; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: expected a mapping of sections, got {type(data).__name__}"])
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        problems.append(f"schema_version: {version!r} is newer than this Whetstone understands "
+                        f"({SCHEMA_VERSION}); upgrade Whetstone")
+    cfg = _build(RunConfig, migrate(data), "", problems)
+    problems += semantic_problems(cfg, check_files=check_files, root=root)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | None = None) -> list[str]:
+    """Problems that involve more than one field, or the file system."""
+    p: list[str] = []
+    if cfg.output.run_name and not RUN_NAME_RE.match(cfg.output.run_name):
+        p.append(f"output.run_name: {cfg.output.run_name!r} may only hold letters, digits, '.', '_' and '-' "
+                 "(no slashes or '..'), starting with a letter or digit")
+    if cfg.output.run_name in (".", ".."):
+        p.append("output.run_name: may not be '.' or '..'")
+    if not cfg.output.saves_dir.strip():
+        p.append("output.saves_dir: must not be empty")
+    if not cfg.model.name_or_path.strip():
+        p.append("model.name_or_path: must not be empty; pick a model from the list")
+    if not cfg.data.datasets:
+        p.append("data.datasets: name at least one dataset")
+    targets = cfg.method.lora.targets
+    if isinstance(targets, str) and targets != "all":
+        p.append(f"method.lora.targets: {targets!r} must be 'all' or a list of module names")
+    if isinstance(targets, list) and (not targets or not all(t.strip() for t in targets)):
+        p.append("method.lora.targets: the list must name at least one module, with no empty names")
+    if cfg.method.finetuning == "qlora" and cfg.model.quantization == "8bit":
+        p.append("model.quantization: qlora uses 4-bit weights; set it to '4bit' or 'none' (qlora sets 4bit)")
+    if cfg.method.stage not in IMPLEMENTED_STAGES:
+        p.append(f"method.stage: {cfg.method.stage!r} is not implemented yet; use one of "
+                 f"{', '.join(IMPLEMENTED_STAGES)}")
+    if check_files:
+        from engine import dataset_names  # light: resolves bundled names and checks local paths
+        for i, d in enumerate(cfg.data.datasets):
+            err = dataset_names.problem(d, root=root)
+            if err:
+                p.append(f"data.datasets[{i}]: {err}")
+        from engine import model_names
+        err = model_names.problem(cfg.model.name_or_path)
+        if err:
+            p.append(f"model.name_or_path: {err}")
+    return p
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(cfg)}
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def from_yaml(text: str, check_files: bool = True) -> RunConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"config: not valid YAML: {e}"]) from None
+    return from_dict(data if data is not None else {}, check_files=check_files)
+
+
+def load(path: str | Path, overrides: list[str] = (), check_files: bool = True) -> RunConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"config: no file at {path}"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"config: cannot read {path}: {e}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"config: {path} is not valid YAML: {e}"]) from None
+    data = data if data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: {path} must hold a mapping of sections"])
+    data = apply_overrides(data, overrides)
+    return from_dict(data, check_files=check_files)
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    """Write atomically (temp file + rename) so a reader never sees half a config."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_yaml(cfg), encoding="utf-8")
+    tmp.replace(path)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` strings (values parsed as YAML) to a plain dict."""
+    problems = []
+    data = _deepcopy(data)
+    for o in overrides:
+        if "=" not in o:
+            problems.append(f"--set {o!r}: expected dotted.key=value")
+            continue
+        key, raw = o.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def replace(cfg: RunConfig, key: str, value: Any) -> RunConfig:
+    """A new config with one dotted key changed (the UI's handlers use this; nothing is mutated)."""
+    section, _, rest = key.partition(".")
+    if not rest:
+        return dataclasses.replace(cfg, **{section: value})
+    return dataclasses.replace(cfg, **{section: _replace_in(getattr(cfg, section), rest, value)})
+
+
+def _replace_in(obj: Any, key: str, value: Any) -> Any:
+    head, _, rest = key.partition(".")
+    if not rest:
+        return dataclasses.replace(obj, **{head: value})
+    return dataclasses.replace(obj, **{head: _replace_in(getattr(obj, head), rest, value)})
+
+
+def get(cfg: RunConfig, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+def describe_fields() -> str:
+    """Every field with type, default and help: what `python app.py train --help` prints."""
+    lines = []
+    section = None
+    for key, tp, default, meta in iter_fields():
+        head = key.split(".")[0]
+        if head != section:
+            section = head
+            lines.append(f"\n[{head}]")
+        d = "empty" if default in (None, "") else default
+        lines.append(f"  {key}  ({type_name(tp)}, default: {d})")
+        lines.append(f"      {meta.get('help', '')}")
+    return "\n".join(lines)

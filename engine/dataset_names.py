@@ -1,0 +1,66 @@
+"""Dataset names: bundled demo sets in data/, local files and folders, hub ids.
+
+Light module (no torch, no datasets). Parsing lives in engine/data.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from engine.paths import DATA_DIR
+
+FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def bundled() -> dict[str, Path]:
+    """Bundled dataset name -> file (data/<name>.json[l]); data/eval files are not training sets."""
+    out = {}
+    if DATA_DIR.is_dir():
+        for p in sorted(DATA_DIR.iterdir()):
+            if p.is_file() and p.suffix in FILE_SUFFIXES and not p.stem.endswith("_eval"):
+                out[p.stem] = p
+    return out
+
+
+def resolve(name: str, root: Path | None = None) -> tuple[str, str]:
+    """('file'|'folder'|'hub', location) for a dataset name. Raises ValueError with the reason."""
+    err = problem(name, root)
+    if err:
+        raise ValueError(err)
+    b = bundled()
+    if name in b:
+        return "file", str(b[name])
+    p = _as_path(name, root)
+    if p.is_dir():
+        return "folder", str(p)
+    if p.is_file():
+        return "file", str(p)
+    return "hub", name
+
+
+def _as_path(name: str, root: Path | None) -> Path:
+    p = Path(name).expanduser()
+    if not p.is_absolute() and root is not None:
+        p = root / p
+    return p
+
+
+def problem(name: str, root: Path | None = None) -> str | None:
+    if not isinstance(name, str) or not name.strip():
+        return "empty dataset name; pick a bundled dataset, a file or a hub id"
+    if name in bundled():
+        return None
+    p = _as_path(name, root)
+    if p.is_dir():
+        return None
+    if p.is_file():
+        if p.suffix.lower() not in FILE_SUFFIXES:
+            return f"{name!r} has an unsupported type {p.suffix!r}; use .json, .jsonl, .csv or .parquet"
+        return None
+    if p.suffix.lower() in FILE_SUFFIXES or name.startswith(("/", "./", "../", "~")):
+        return f"no file at {name!r}; check the path (relative paths are taken from the current folder)"
+    if HUB_ID_RE.match(name):
+        return None
+    names = ", ".join(bundled()) or "none"
+    return f"{name!r} is not a bundled dataset ({names}), an existing file, or a hub id like 'org/name'"

@@ -1,0 +1,148 @@
+"""Starts, stops and re-attaches to worker processes (DESIGN.md contract 3).
+
+Light module. Workers are subprocesses started from a written config, never with shell=True, in
+their own process group so that Stop reaches every child and frees all their memory.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from engine import config as C
+from engine.paths import REPO, saves_dir
+from engine.runs import WORKER_FILE, _proc_start_time, list_runs, worker_alive
+
+STOP_GRACE_S = 120.0  # SIGTERM first (the worker saves a checkpoint), SIGKILL after this
+
+
+class LaunchError(RuntimeError):
+    """Why a run could not be started, in words a user can act on."""
+
+
+def new_run_name(cfg: C.RunConfig) -> str:
+    model = Path(cfg.model.name_or_path.rstrip("/")).name.replace("/", "-")[:40] or "model"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{model}-{cfg.method.finetuning}-{stamp}"
+
+
+@contextmanager
+def _saves_lock(saves: Path):
+    """One launcher at a time across processes and browsers: check-then-create is atomic."""
+    saves.mkdir(parents=True, exist_ok=True)
+    with open(saves / ".launch.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def active_run(saves: Path) -> Optional[Path]:
+    for s in list_runs(saves):
+        if s.alive:
+            return s.path
+    return None
+
+
+def worker_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "engine.train", "--config", str(config_path)]
+
+
+def create_run(cfg: C.RunConfig) -> Path:
+    """Validate, then create saves/<run>/ with config.yaml in one rename: never a half-made folder."""
+    C.from_dict(C.to_dict(cfg))  # raises ConfigError listing every problem before anything is written
+    saves = saves_dir(cfg.output.saves_dir)
+    name = cfg.output.run_name or new_run_name(cfg)
+    cfg = C.replace(cfg, "output.run_name", name)
+    run_dir = saves / name
+    if run_dir.exists():
+        raise LaunchError(f"A run named {name!r} already exists in {saves}; pick another output.run_name, "
+                          "or Resume that run.")
+    tmp = saves / f".tmp-{name}-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    C.save(cfg, tmp / "config.yaml")
+    tmp.rename(run_dir)
+    return run_dir
+
+
+def _spawn(run_dir: Path) -> subprocess.Popen:
+    log = open(run_dir / "stdout.log", "ab")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(worker_command(run_dir / "config.yaml"), cwd=str(REPO), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    log.close()
+    info = {"pid": proc.pid, "proc_start": _proc_start_time(proc.pid), "started": time.time(),
+            "cmd": proc.args}
+    tmp = run_dir / (WORKER_FILE + ".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(run_dir / WORKER_FILE)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it: no zombies in the app process
+    return proc
+
+
+def start(cfg: C.RunConfig) -> Path:
+    """Start a new run in the background; returns its folder. Refuses while another run is going."""
+    saves = saves_dir(cfg.output.saves_dir)
+    with _saves_lock(saves):
+        busy = active_run(saves)
+        if busy is not None:
+            raise LaunchError(f"Run {busy.name!r} is still going; stop it before starting another.")
+        run_dir = create_run(cfg)
+        _spawn(run_dir)
+    return run_dir
+
+
+def resume(run_dir: str | Path) -> Path:
+    """Start the worker again on an existing run; it continues from its last checkpoint."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise LaunchError(f"{run_dir} is not a run folder (no config.yaml).")
+    with _saves_lock(run_dir.parent):
+        busy = active_run(run_dir.parent)
+        if busy is not None:
+            raise LaunchError(f"Run {busy.name!r} is still going; stop it before resuming another.")
+        _spawn(run_dir)
+    return run_dir
+
+
+def stop(run_dir: str | Path, grace_s: float = STOP_GRACE_S, wait: bool = False) -> bool:
+    """SIGTERM the worker's process group (it checkpoints and exits), SIGKILL after grace_s.
+
+    Returns True if a live worker was signalled. With wait=True, returns only once it is gone.
+    """
+    run_dir = Path(run_dir)
+    if not worker_alive(run_dir):
+        return False
+    pid = int(json.loads((run_dir / WORKER_FILE).read_text())["pid"])
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+
+    def escalate():
+        deadline = time.time() + grace_s
+        while time.time() < deadline:
+            if not worker_alive(run_dir):
+                return
+            time.sleep(0.2)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    if wait:
+        escalate()
+        while worker_alive(run_dir):
+            time.sleep(0.1)
+    else:
+        threading.Thread(target=escalate, daemon=True).start()
+    return True

@@ -1,0 +1,146 @@
+"""Run discovery: every run folder in saves/, with its status, found again after an app restart.
+
+Light module. A run folder holds config.yaml, events.jsonl, stdout.log, worker.json (the pid of the
+worker while it lives), checkpoints/, adapter/ or model/.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from engine.events import EVENTS_FILE, EventReader
+
+WORKER_FILE = "worker.json"
+STALL_SECONDS = 300.0
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    model: str = ""
+    method: str = ""
+    stage: str = ""
+    status: str = "unknown"
+    step: int = 0
+    total_steps: Optional[int] = None
+    final_loss: Optional[float] = None
+    started: Optional[float] = None
+    updated: Optional[float] = None
+    reason: str = ""
+    alive: bool = False
+    checkpoints: list[str] = field(default_factory=list)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _proc_start_time(pid: int) -> Optional[str]:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def worker_info(run_dir: Path) -> Optional[dict]:
+    try:
+        return json.loads((Path(run_dir) / WORKER_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def worker_alive(run_dir: Path) -> bool:
+    """True while this run's worker process lives (guarding against pid reuse by its start time)."""
+    info = worker_info(run_dir)
+    if not info:
+        return False
+    pid = int(info.get("pid", 0))
+    if not pid_alive(pid):
+        return False
+    start = info.get("proc_start")
+    return start is None or _proc_start_time(pid) == start
+
+
+def checkpoints(run_dir: Path) -> list[str]:
+    """Complete checkpoints, oldest first (a temporary half-written one never counts)."""
+    d = Path(run_dir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.iterdir():
+        if p.is_dir() and p.name.startswith("checkpoint-") and p.name[11:].isdigit() and \
+                (p / "trainer_state.json").is_file():
+            found.append(p)
+    return [str(p) for p in sorted(found, key=lambda p: int(p.name[11:]))]
+
+
+def summarize(run_dir: Path) -> Optional[RunSummary]:
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        return None
+    s = RunSummary(name=run_dir.name, path=run_dir)
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        s.model = str(cfg.get("model", {}).get("name_or_path", ""))
+        s.method = str(cfg.get("method", {}).get("finetuning", ""))
+        s.stage = str(cfg.get("method", {}).get("stage", ""))
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    for e in EventReader(run_dir / EVENTS_FILE).read_new():
+        s.updated = e.get("t", s.updated)
+        if s.started is None:
+            s.started = e.get("t")
+        s.step = max(s.step, int(e.get("step") or 0))
+        if e.get("kind") == "status":
+            s.status = e.get("status", s.status)
+            if e.get("total_steps"):
+                s.total_steps = e["total_steps"]
+            if e.get("status") in ("starting", "loading", "running"):
+                s.reason = ""
+        elif e.get("kind") == "train" and e.get("loss") is not None:
+            s.final_loss = e["loss"]
+        elif e.get("kind") == "error":
+            s.reason = e.get("message", "")
+    s.alive = worker_alive(run_dir)
+    if s.status in ("starting", "loading", "running", "checkpoint", "unknown") and not s.alive:
+        # The worker is gone without saying goodbye: killed (SIGKILL, OOM killer, power loss).
+        if s.status != "unknown" or (run_dir / EVENTS_FILE).exists():
+            s.status = "failed"
+            s.reason = s.reason or ("The worker process died without a word (killed, or out of host memory). "
+                                    "Resume from the last checkpoint, or lower batch_size / cutoff_len.")
+    elif s.alive and s.updated is not None:
+        import time
+        if time.time() - s.updated > STALL_SECONDS and s.status == "running":
+            s.status = "stalled"
+    s.checkpoints = checkpoints(run_dir)
+    return s
+
+
+def list_runs(saves: Path) -> list[RunSummary]:
+    """Every run in saves/, newest first."""
+    saves = Path(saves)
+    if not saves.is_dir():
+        return []
+    out = [s for d in saves.iterdir() if d.is_dir() and not d.name.startswith(".") and (s := summarize(d))]
+    return sorted(out, key=lambda s: s.started or 0, reverse=True)
