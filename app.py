@@ -5,6 +5,7 @@ headless.
   python app.py train presets/quickstart.yaml [--set train.max_steps=20 ...]
   python app.py train --resume saves/<run>       # continue a stopped or failed run
   python app.py train --help                     # every config field, its type, default and help
+  python app.py export saves/<run> [--dtype fp16] [--gguf q8_0]   # merged folder (+ GGUF, Modelfile)
 
 This module never imports torch: the UI process stays light, the work runs in worker processes.
 """
@@ -125,7 +126,62 @@ def cmd_ui(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+def cmd_export(argv: list[str]) -> int:
+    """Merge a run's adapter into its base (or copy the adapter) and write a standard folder."""
+    from engine import export_config as X
+    from engine.export_client import start_export
+    ap = argparse.ArgumentParser(prog="python app.py export", description=cmd_export.__doc__)
+    ap.add_argument("run", nargs="?", help="the run folder, e.g. saves/<run>")
+    ap.add_argument("--config", help="an export config YAML instead of the flags below")
+    ap.add_argument("--checkpoint", default="", help="e.g. checkpoint-20 (default: the final adapter)")
+    ap.add_argument("--kind", choices=["merged", "adapter"], default="merged")
+    ap.add_argument("--out", default="", help="output folder (default: <run>/merged or <run>/adapter-export)")
+    ap.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
+    ap.add_argument("--max-shard-size", default="2GB", help="largest safetensors file, e.g. 500MB or 2GB")
+    ap.add_argument("--gguf", action="append", default=[], choices=["f16", "q8_0"],
+                    help="also write a GGUF file of this type (repeatable)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing export at the output folder")
+    a = ap.parse_args(argv)
+    try:
+        if a.config:
+            cfg = X.load(a.config)
+        else:
+            if not a.run:
+                ap.error("give a run folder (e.g. saves/<run>) or --config export.yaml")
+            cfg = X.ExportConfig(run_dir=a.run, checkpoint=a.checkpoint, kind=a.kind, out_dir=a.out,
+                                 dtype=a.dtype, max_shard_size=a.max_shard_size, gguf=a.gguf, overwrite=a.overwrite)
+        job = start_export(cfg)
+    except X.ExportConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+    bar = tqdm(total=100, unit="%", dynamic_ncols=True, desc="export")
+    try:
+        while True:
+            for e in job.poll():
+                if e.get("kind") == "check":
+                    bar.write(f"check {e.get('what')}: max |diff| {e.get('max_abs_diff'):.3g}"
+                              + (f", greedy agreement {100 * e['top1_agreement']:.1f}%" if "top1_agreement" in e else ""))
+            bar.n = int(100 * job.progress)
+            bar.set_postfix_str(job.status)
+            if not job.running:
+                job.poll()
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        bar.write("stopping the export; nothing is left behind")
+        job.stop()
+        return 130
+    finally:
+        bar.close()
+    if job.status == "finished":
+        print(f"exported: {job.out}")
+        return 0
+    print(f"export failed: {job.reason}", file=sys.stderr)
+    return 1
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

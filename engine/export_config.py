@@ -1,0 +1,105 @@
+"""The export job's typed config: which run, what to write, where. Light (stdlib + yaml).
+
+The UI and `python app.py export` both write one of these to YAML and start
+`python -m engine.export_worker --config <file>`; nothing else is passed to the worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+ExportKind = Literal["merged", "adapter"]
+ExportDType = Literal["fp16", "bf16", "fp32"]
+GGUFType = Literal["f16", "q8_0"]
+
+SHARD_RE = re.compile(r"^\s*(\d+(\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)\s*$", re.I)
+EVENTS_SUFFIX = ".events.jsonl"
+
+
+@dataclass
+class ExportConfig:
+    run_dir: str = ""
+    """The training run to export (a folder in saves/)."""
+    checkpoint: str = ""
+    """'' = the run's final adapter or model; else a checkpoint name such as 'checkpoint-20'."""
+    kind: ExportKind = "merged"
+    """merged: adapter merged into the base, a standalone model folder; adapter: the LoRA adapter only."""
+    out_dir: str = ""
+    """Where to write; '' = <run>/merged (or <run>/adapter-export). Written to a temp folder, renamed at the end."""
+    dtype: ExportDType = "fp16"
+    """Weight precision of a merged export: fp16 (widest support: llama.cpp, Ollama, older GPUs), bf16, fp32."""
+    max_shard_size: str = "2GB"
+    """Largest safetensors file; bigger models are split into numbered shards with an index."""
+    gguf: list[GGUFType] = field(default_factory=list)
+    """Also write GGUF files (llama-architecture models): f16 and/or q8_0."""
+    verify_prompts: int = 3
+    """Prompts on which the merged logits are compared with base + adapter before success."""
+    overwrite: bool = False
+    """Replace an existing export at out_dir (the old one stays until the new one is complete)."""
+
+    def output_path(self) -> Path:
+        if self.out_dir:
+            return Path(self.out_dir).expanduser().resolve()
+        return Path(self.run_dir).resolve() / ("merged" if self.kind == "merged" else "adapter-export")
+
+    def events_path(self) -> Path:
+        out = self.output_path()
+        return out.parent / f".{out.name}{EVENTS_SUFFIX}"
+
+    def problems(self) -> list[str]:
+        p = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            allowed = {"kind": ExportKind, "dtype": ExportDType}.get(f.name)
+            if allowed and v not in allowed.__args__:
+                p.append(f"{f.name}: {v!r} is not one of {', '.join(map(repr, allowed.__args__))}")
+        if not self.run_dir:
+            p.append("run_dir: pick a run to export")
+        elif not (Path(self.run_dir) / "config.yaml").is_file():
+            p.append(f"run_dir: {self.run_dir!r} is not a run folder (no config.yaml)")
+        if not SHARD_RE.match(str(self.max_shard_size)):
+            p.append(f"max_shard_size: {self.max_shard_size!r} should look like 500MB or 2GB")
+        if not isinstance(self.gguf, list) or any(g not in GGUFType.__args__ for g in self.gguf):
+            p.append(f"gguf: {self.gguf!r} must be a list of f16 / q8_0")
+        elif self.gguf and self.kind != "merged":
+            p.append("gguf: GGUF files are written from a merged model; set kind to merged")
+        if not isinstance(self.verify_prompts, int) or not 1 <= self.verify_prompts <= 20:
+            p.append(f"verify_prompts: {self.verify_prompts!r} must be a whole number from 1 to 20")
+        if self.run_dir and not self.overwrite and self.output_path().exists():
+            p.append(f"out_dir: {self.output_path()} already exists; tick overwrite or choose another folder")
+        return p
+
+
+class ExportConfigError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("Invalid export:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def from_dict(d: dict, check: bool = True) -> ExportConfig:
+    names = {f.name for f in dataclasses.fields(ExportConfig)}
+    unknown = [k for k in d if k not in names]
+    cfg = ExportConfig(**{k: v for k, v in d.items() if k in names})
+    problems = [f"{k}: unknown key (known: {', '.join(sorted(names))})" for k in unknown]
+    if check:
+        problems += cfg.problems()
+    if problems:
+        raise ExportConfigError(problems)
+    return cfg
+
+
+def save(cfg: ExportConfig, path: str | Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def load(path: str | Path, check: bool = True) -> ExportConfig:
+    return from_dict(yaml.safe_load(Path(path).read_text()) or {}, check=check)
