@@ -112,7 +112,7 @@ class TrainConfig:
     grad_accum: int = F(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).",
                         min=1, max=4096)
     scheduler: Scheduler = F("cosine", "Learning-rate schedule after warm-up.")
-    warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=1.0)
+    warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=0.5)
     max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
     weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
     seed: int = F(42, "Random seed for data order and initialisation.", min=0)

@@ -1,0 +1,139 @@
+"""Whetstone: `python app.py` serves the workbench on 127.0.0.1:7860; subcommands run the same jobs
+headless.
+
+  python app.py                                  # the web UI
+  python app.py train presets/quickstart.yaml [--set train.max_steps=20 ...]
+  python app.py train --resume saves/<run>       # continue a stopped or failed run
+  python app.py train --help                     # every config field, its type, default and help
+
+This module never imports torch: the UI process stays light, the work runs in worker processes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from engine import config as C
+from engine import launcher
+from engine.events import EVENTS_FILE, EventReader
+from engine.runs import worker_alive
+
+
+def _progress(run_dir: Path) -> int:
+    """Follow the worker's events with a terminal progress bar until it ends; Ctrl-C stops it cleanly."""
+    from tqdm import tqdm
+    reader = EventReader(run_dir / EVENTS_FILE)
+    bar = tqdm(total=None, unit="step", dynamic_ncols=True, desc=run_dir.name)
+    status, reason, last_loss = "starting", "", None
+    try:
+        while True:
+            for e in reader.read_new():
+                kind = e.get("kind")
+                if kind == "status":
+                    status = e.get("status", status)
+                    if e.get("total_steps") and bar.total != e["total_steps"]:
+                        bar.total = e["total_steps"]
+                        bar.refresh()
+                    if status == "loading":
+                        bar.set_postfix_str(f"loading {e.get('what', '')}")
+                    reason = e.get("reason", reason)
+                elif kind == "train":
+                    last_loss = e.get("loss")
+                    bar.n = e.get("step", bar.n)
+                    bar.set_postfix(loss=f"{last_loss:.4f}" if last_loss is not None else "-")
+                elif kind == "eval":
+                    bar.write(f"step {e.get('step')}: eval_loss {e.get('eval_loss'):.4f}")
+                elif kind == "error":
+                    reason = e.get("message", "")
+            if status in ("finished", "stopped", "failed") or not worker_alive(run_dir):
+                # drain what the worker wrote last
+                for e in reader.read_new():
+                    if e.get("kind") == "status":
+                        status, reason = e.get("status", status), e.get("reason", reason)
+                    elif e.get("kind") == "error":
+                        reason = e.get("message", reason)
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        bar.write("Stopping: saving a checkpoint (Ctrl-C again kills it)...")
+        try:
+            launcher.stop(run_dir, wait=True)
+        except KeyboardInterrupt:
+            launcher.stop(run_dir, grace_s=0, wait=True)
+        return _progress(run_dir) if False else 130
+    finally:
+        bar.close()
+    if status == "finished":
+        print(f"finished: {run_dir}" + (f" (final loss {last_loss:.4f})" if last_loss is not None else ""))
+        return 0
+    if status == "stopped":
+        print(f"stopped: {run_dir} — resume with: python app.py train --resume {run_dir}")
+        return 0
+    print(f"failed: {run_dir}\n{reason or 'the worker ended without a word; see ' + str(run_dir / 'stdout.log')}",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_train(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python app.py train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune with a YAML run config; the run folder is printed at the end.",
+        epilog="Config fields (set them in the YAML or with --set key=value):\n" + C.describe_fields())
+    ap.add_argument("config", nargs="?", help="run config YAML, e.g. presets/quickstart.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one field, e.g. --set train.max_steps=20 (repeatable)")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    a = ap.parse_args(argv)
+    try:
+        if a.resume:
+            run_dir = launcher.resume(a.resume)
+        else:
+            if not a.config:
+                ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
+            cfg = C.load(a.config, a.overrides)
+            run_dir = launcher.start(cfg)
+    except (C.ConfigError, launcher.LaunchError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    print(f"run folder: {run_dir}", flush=True)
+    return _progress(run_dir)
+
+
+def cmd_ui(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--auth", metavar="USER:PASSWORD", help="require a login (needed to serve beyond 127.0.0.1)")
+    ap.add_argument("--insecure", action="store_true", help="serve beyond 127.0.0.1 without a login (not advised)")
+    a = ap.parse_args(argv)
+    from webui.app import launch
+    auth = None
+    if a.auth:
+        user, _, pw = a.auth.partition(":")
+        if not user or not pw:
+            ap.error("--auth takes USER:PASSWORD")
+        auth = (user, pw)
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not auth and not a.insecure:
+        ap.error(f"serving on {a.host} would let anyone on the network train and run code on this machine: "
+                 "add --auth USER:PASSWORD, or --insecure if you really mean it")
+    if a.insecure and not auth:
+        print("WARNING: serving without a login on", a.host, file=sys.stderr)
+    launch(host=a.host, port=a.port, auth=auth)
+    return 0
+
+
+COMMANDS = {"train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    return cmd_ui(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The training worker: `python -m engine.train --config saves/<run>/config.yaml`.
+
+Top to bottom: read the config -> take the run's lock -> load tokenizer and model -> build the data
+-> apply the method (LoRA / QLoRA / freeze / full) -> train with the Hugging Face Trainer, resuming
+from the run's last checkpoint if there is one -> save the adapter (or model) with the resolved
+config beside it. Every step is reported in saves/<run>/events.jsonl; SIGTERM / SIGINT saves a
+checkpoint and exits cleanly; any failure ends with an error event in plain words.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from engine import config as C
+from engine.events import EVENTS_FILE, EventWriter
+from engine.failures import explain
+from engine.runs import WORKER_FILE, _proc_start_time, checkpoints
+
+
+class RunLocked(RuntimeError):
+    pass
+
+
+def take_lock(run_dir: Path):
+    """One worker per run folder, ever: a second one exits at once."""
+    f = open(run_dir / ".worker.lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunLocked(f"Another worker is already training {run_dir.name}; stop it first.") from None
+    return f
+
+
+def write_worker_file(run_dir: Path) -> None:
+    info = {"pid": os.getpid(), "proc_start": _proc_start_time(os.getpid()), "started": time.time(),
+            "cmd": sys.argv}
+    tmp = run_dir / (WORKER_FILE + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(run_dir / WORKER_FILE)
+
+
+def pad_collate(pad_id: int):
+    import torch
+
+    def collate(batch: list[dict]) -> dict:
+        width = max(len(r["input_ids"]) for r in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, r in enumerate(batch):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
+def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
+    import torch
+    from transformers import TrainingArguments
+    t = cfg.train
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 1e9,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_steps if has_val else None,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        use_cpu=not cuda,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+
+
+def save_final(model, tokenizer, cfg: C.RunConfig, run_dir: Path, resolved: dict) -> Path:
+    """The adapter (peft) or the model (full / freeze), written to a temp folder and renamed."""
+    from engine.methods import is_adapter
+    name = "adapter" if is_adapter(model) else "model"
+    final = run_dir / name
+    tmp = run_dir / f".tmp-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)  # carries the chat template used in training
+    C.save(cfg, tmp / "whetstone_config.yaml")
+    (tmp / "whetstone_resolved.json").write_text(json.dumps(resolved, indent=1, default=str))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def run(config_path: Path) -> int:
+    run_dir = config_path.resolve().parent
+    events = EventWriter(run_dir / EVENTS_FILE)
+    cfg = None
+    try:
+        lock = take_lock(run_dir)  # noqa: F841  (held until the process exits)
+    except RunLocked as e:
+        print(str(e), file=sys.stderr)
+        return 3
+    write_worker_file(run_dir)
+    from engine.trainer_hooks import StopFlag
+    flag = StopFlag()
+    flag.install()
+    try:
+        cfg = C.load(config_path)
+        events.status("starting", 0, pid=os.getpid())
+        return train(cfg, run_dir, events, flag)
+    except KeyboardInterrupt:
+        events.status("stopped", 0, reason="interrupted before the first checkpoint")
+        return 130
+    except BaseException as e:  # the UI must always learn why a run ended
+        message = explain(e, cfg)
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr)
+        events.error(message, traceback=tb[-4000:], exception=type(e).__name__)
+        events.status("failed", 0, reason=message)
+        return 1
+    finally:
+        events.close()
+
+
+def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
+    import torch
+    from transformers import Trainer, set_seed
+
+    from engine import methods, models, telemetry
+    from engine.data import pipeline, templates
+    from engine.trainer_hooks import EventsCallback, StopOnSignal
+
+    set_seed(cfg.train.seed)
+    events.status("loading", 0, what="tokenizer and model")
+    path = models.resolve_path(cfg.model.name_or_path)
+    tokenizer = models.load_tokenizer(cfg, path)
+    templates.apply(tokenizer, cfg.data.template)
+    if cfg.method.finetuning == "qlora" and not torch.cuda.is_available():
+        print("note: QLoRA on CPU uses bitsandbytes' CPU backend; it trains, slowly.", flush=True)
+    dtype = models.pick_dtype(cfg)
+
+    events.status("loading", 0, what="data")
+    train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
+    events.write("data", 0, rows=report.rows, kept=report.kept, truncated=report.truncated,
+                 dropped_long=report.dropped_long, dropped_no_target=report.dropped_no_target,
+                 train_rows=report.train, val_rows=report.val, formats=report.formats)
+    if flag.set:
+        events.status("stopped", 0, reason="stopped before training began")
+        return 0
+
+    model = models.load_model(cfg, path)
+    if cfg.train.gradient_checkpointing:
+        model.config.use_cache = False
+    model = methods.apply(model, cfg)
+    if cfg.train.gradient_checkpointing and methods.is_adapter(model):
+        model.enable_input_require_grads()
+    trainable, total = methods.count_params(model)
+
+    args = training_args(cfg, run_dir, bool(val_rows), dtype)
+    resolved = {
+        "model_path": path, "dtype": str(dtype).replace("torch.", ""),
+        "quantization": models.quantization_of(cfg),
+        "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "trainable_params": trainable, "total_params": total,
+        "trainable_pct": round(100 * trainable / max(total, 1), 4),
+        "effective_batch": cfg.train.batch_size * cfg.train.grad_accum * max(1, args.world_size),
+        "train_rows": report.train, "val_rows": report.val, "chat_template": tokenizer.chat_template,
+        "torch": torch.__version__,
+    }
+    for k, v in resolved.items():
+        if k != "chat_template":
+            print(f"resolved {k} = {v}", flush=True)
+    events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
+
+    stopper = StopOnSignal(flag)
+    trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows or None,
+                      data_collator=pad_collate(tokenizer.pad_token_id), processing_class=tokenizer,
+                      callbacks=[EventsCallback(events, run_dir), stopper])
+    ckpts = checkpoints(run_dir)
+    resume_from = ckpts[-1] if ckpts else None
+    if resume_from:
+        print(f"resuming from {resume_from}", flush=True)
+        events.status("loading", 0, what="resuming", checkpoint=Path(resume_from).name)
+    trainer.train(resume_from_checkpoint=resume_from)
+    step = trainer.state.global_step
+    if stopper.stopped_at is not None:
+        events.status("stopped", step, checkpoint=f"checkpoint-{step}",
+                      reason="stopped by request; resume continues from this checkpoint")
+        return 0
+    final = save_final(trainer.model, tokenizer, cfg, run_dir, resolved)
+    events.status("finished", step, output=str(final.relative_to(run_dir)), **telemetry.memory())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, type=Path, help="saves/<run>/config.yaml")
+    a = ap.parse_args(argv)
+    if not a.config.is_file():
+        print(f"error: no config at {a.config}", file=sys.stderr)
+        return 2
+    return run(a.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
