@@ -57,14 +57,14 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
                                      value=S.DEFAULT_PRESET if S.DEFAULT_PRESET in presets.names() else None,
                                      info="A ready-made config: loads into every tab.", elem_classes=["ws-preset"])
                 load_preset = gr.Button("Load preset", size="md")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Dataset"):
                 data_fields = dataset.build(state)
             with gr.Tab("Method"):
                 method_fields = method.build(state)
             with gr.Tab("Hyperparameters"):
                 hp_fields = hyperparams.build(state)
-            with gr.Tab("Train"):
+            with gr.Tab("Train", id=train.TAB_ID):
                 panel = train.build(state)
             with gr.Tab("Chat"):
                 chat_fields = chat.build(state)
@@ -86,8 +86,8 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
             return {**form.render(new), panel.message: f"Loaded preset **{name}** into the tabs."}
 
         load_preset.click(on_load_preset, [preset, state], [*form.outputs, panel.message], show_progress="hidden")
-        demo.load(train.on_page_load(panel, form, watch, saves), [state, watch],
-                  [*form.outputs, watch, panel.message, panel.progress, panel.failure, panel.loss, panel.lr,
+        demo.load(train.on_page_load(panel, form, watch, saves, tabs), [state, watch],
+                  [*form.outputs, watch, tabs, panel.message, panel.progress, panel.failure, panel.loss, panel.lr,
                    panel.throughput, panel.memory, panel.log, panel.runs, panel.run_picker, panel.compare],
                   show_progress="hidden")
         demo.load(lambda: gr.update(choices=presets.names()), None, [preset], show_progress="hidden")

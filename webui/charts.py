@@ -50,6 +50,18 @@ def _figure(title: str, y_title: str, empty: bool) -> go.Figure:
     return fig
 
 
+def _whole_steps(fig: go.Figure, last_step: int) -> None:
+    """Steps are whole numbers: no 0.5 ticks on a short run."""
+    if last_step <= 12:
+        fig.update_xaxes(tickmode="linear", tick0=0, dtick=1)
+    else:
+        fig.update_xaxes(tickformat="d")
+
+
+def _last_step(*series: Optional[RunSeries]) -> int:
+    return max([s.train_steps[-1] for s in series if s is not None and s.train_steps] or [0])
+
+
 def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSeries]] = (),
                 name: str = "this run") -> go.Figure:
     overlays = list(overlays)
@@ -70,6 +82,7 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
             continue
         fig.add_trace(go.Scatter(x=s.train_steps, y=smooth(s.metrics["loss"]), name=other, mode="lines",
                                  line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
+    _whole_steps(fig, _last_step(series, *(s for _, s in overlays)))
     return fig
 
 
@@ -80,6 +93,7 @@ def lr_figure(series: Optional[RunSeries]) -> go.Figure:
         fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["lr"], name="lr",
                                  mode=_mode(len(series.train_steps)), line=dict(color=COLORS[2], width=2)))
         fig.update_yaxes(exponentformat="e")
+        _whole_steps(fig, _last_step(series))
     return fig
 
 
@@ -90,6 +104,7 @@ def throughput_figure(series: Optional[RunSeries]) -> go.Figure:
         fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["tokens_per_s"], name="tokens/s",
                                  mode=_mode(len(series.train_steps)), line=dict(color=COLORS[4], width=2)))
         fig.update_yaxes(rangemode="tozero")
+        _whole_steps(fig, _last_step(series))
     return fig
 
 
@@ -108,4 +123,5 @@ def memory_figure(series: Optional[RunSeries]) -> go.Figure:
             fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[metric], name=title, mode=mode,
                                      line=dict(color=color, width=2)))
     fig.update_yaxes(rangemode="tozero")
+    _whole_steps(fig, _last_step(series))
     return fig

@@ -67,7 +67,7 @@ class ConfigForm:
     def wire(self) -> None:
         for w in self.widgets:
             w.component.input(self._handler(w.key), inputs=[w.component, self.state], outputs=self.outputs,
-                              show_progress="hidden", concurrency_id="config", queue=True)
+                              show_progress="hidden", concurrency_id="config", trigger_mode="always_last")
 
     def _handler(self, key: str):
         def on_edit(value: Any, st: S.RunState) -> dict:

@@ -127,6 +127,7 @@ class Watch:
     """What one browser session is looking at: the current run and any runs overlaid on its loss chart."""
     current: Optional[RunFollower] = None
     overlays: dict[str, RunFollower] = field(default_factory=dict)
+    table: list[list] = field(default_factory=list)  # the runs list as last read from saves/
 
     def poll(self) -> bool:
         changed = False

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from engine import runs
+from webui.live import RunSeries
 
 HEADERS = ["run", "model", "method", "status", "step", "final loss", "started"]
 
@@ -18,10 +19,14 @@ def short_model(name: str) -> str:
     return Path(name.rstrip("/")).name if name.startswith(("/", ".", "~")) else name
 
 
+def _step_text(step: int, total: Optional[int]) -> str:
+    return f"{step} / {total}" if total else str(step)
+
+
 def rows(summaries: list[runs.RunSummary]) -> list[list]:
     out = []
     for s in summaries:
-        step = f"{s.step} / {s.total_steps}" if s.total_steps else str(s.step)
+        step = _step_text(s.step, s.total_steps)
         loss = round(s.final_loss, 4) if s.final_loss is not None else None
         out.append([s.name, short_model(s.model), s.method, s.status, step, loss, when(s.started)])
     return out
@@ -30,3 +35,15 @@ def rows(summaries: list[runs.RunSummary]) -> list[list]:
 def find(saves: Path) -> list[runs.RunSummary]:
     """Every run in the folder, newest first (each run's events are read once, on request, not per tick)."""
     return runs.list_runs(saves)
+
+
+def with_live_row(table: list[list], name: str, series: RunSeries) -> list[list]:
+    """The table with the watched run's row brought up to date from its series (no file is re-read)."""
+    loss = next((v for v in reversed(series.metrics["loss"]) if v is not None), None)
+    out = []
+    for row in table:
+        if row[0] == name:
+            row = [row[0], row[1], row[2], series.status, _step_text(series.step, series.total_steps),
+                   round(loss, 4) if loss is not None else row[5], row[6]]
+        out.append(row)
+    return out

@@ -19,6 +19,7 @@ from webui.form import ConfigForm, ConfigViews
 from webui.live import RunFollower, Watch
 
 TICK_SECONDS = 1.0
+TAB_ID = "train"
 
 
 @dataclass
@@ -79,7 +80,7 @@ def build(state: gr.State) -> TrainPanel:
                          elem_classes=["ws-runs"])
     with gr.Accordion("Config as YAML and as a command line", open=False):
         cli = gr.Code(label="Same run from a terminal", language="shell", interactive=False, lines=2)
-        yaml_view = gr.Code(label="config.yaml", language="yaml", interactive=False, lines=18)
+        yaml_view = gr.Code(label="config.yaml", language="yaml", interactive=False, lines=12, max_lines=24)
         with gr.Row(equal_height=True):
             preset_name = gr.Textbox(label="Save these settings as preset", placeholder="my-preset", scale=3)
             save_preset = gr.Button("Save preset", scale=1)
@@ -119,7 +120,8 @@ def runs_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
     found = runs_table.find(S.saves_path(st))
     names = [s.name for s in found]
     current = watch.current.name if watch.current else None
-    return {p.runs: runs_table.rows(found),
+    watch.table = runs_table.rows(found)
+    return {p.runs: watch.table,
             p.run_picker: gr.update(choices=names, value=current if current in names else None),
             p.compare: gr.update(choices=[n for n in names if n != current],
                                  value=[n for n in watch.overlays if n in names and n != current])}
@@ -183,6 +185,10 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
         out: dict[Any, Any] = {}
         if watch.poll():
             out.update(chart_updates(p, watch))
+            live = runs_table.with_live_row(watch.table, cur.name, cur.series)
+            if live != watch.table:
+                watch.table = live
+                out[p.runs] = live
         out.update(status_updates(p, watch))
         log = cur.log_tail()
         if log is not None:
@@ -236,7 +242,7 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
     p.save_preset.click(on_save_preset, [p.preset_name, state], [*form.outputs, p.message], **common)
 
 
-def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: str):
+def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: str, tabs: gr.Tabs):
     """A fresh page (or a second browser) re-attaches to the run that is going, or shows the latest one."""
     def load(st: S.RunState, watch: Watch) -> dict:
         fresh = S.initial(saves)
@@ -249,11 +255,14 @@ def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: 
                 pass
             target: Optional[Path] = active
             note = f"Re-attached to **{active.name}**, which is running."
+            shown = {tabs: gr.Tabs(selected=TAB_ID)}
         else:
             found = runs_table.find(S.saves_path(fresh))
             target = found[0].path if found else None
             note = ""
+            shown = {}
         fresh = S.watching(fresh, target)
         watch = attach(Watch(), target)
-        return {**form.render(fresh), watch_state: watch, p.message: note, **panel_updates(p, fresh, watch)}
+        return {**form.render(fresh), watch_state: watch, p.message: note, **panel_updates(p, fresh, watch),
+                **shown}
     return load
