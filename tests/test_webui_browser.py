@@ -285,10 +285,12 @@ def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path):
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
     wait_for(lambda: run_status(page) == "failed", "the run to fail", 120, page)
-    failure = page.locator(".ws-failure")
+    failure = page.locator(".prose.ws-failure")
     wait_for(lambda: "The run failed." in failure.inner_text(), "the failure reason", 10, page)
     text = failure.inner_text()
     assert "Traceback" not in text.split("Technical details")[0]  # words first, the traceback folded away
+    assert "colour" in text or "instruction" in text or "rows.json" in text  # names what is wrong with the data
+    wait_for(lambda: "failed" in runs_table_text(page), "the runs list to say failed", 10, page)
     shot(page, "09-failed")
 
 

@@ -66,8 +66,12 @@ class ConfigForm:
 
     def wire(self) -> None:
         for w in self.widgets:
-            w.component.input(self._handler(w.key), inputs=[w.component, self.state], outputs=self.outputs,
-                              show_progress="hidden", concurrency_id="config", trigger_mode="always_last")
+            # Gradio 6's multiselect sends no `input` when a typed value is added with Enter or the box is
+            # cleared, so it listens to `change` (a programmatic update then re-sets the same value: harmless).
+            multi = isinstance(w.component, gr.Dropdown) and w.component.multiselect
+            event = w.component.change if multi else w.component.input
+            event(self._handler(w.key), inputs=[w.component, self.state], outputs=self.outputs,
+                  show_progress="hidden", concurrency_id="config", trigger_mode="always_last")
 
     def _handler(self, key: str):
         def on_edit(value: Any, st: S.RunState) -> dict:
