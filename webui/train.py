@@ -263,6 +263,8 @@ def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: 
             shown = {}
         fresh = S.watching(fresh, target)
         watch = attach(Watch(), target)
+        if active is not None and watch.current is not None and watch.current.series.ended:
+            note, shown = "", {}  # it was just ending: its worker outlived its last event by a moment
         return {**form.render(fresh), watch_state: watch, p.message: note, **panel_updates(p, fresh, watch),
                 **shown}
     return load
