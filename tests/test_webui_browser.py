@@ -310,3 +310,56 @@ def test_switching_method_shows_only_the_settings_that_apply(app, page):
     page.wait_for_timeout(500)
     cli = page.locator(".cm-content").first.inner_text()
     assert "python app.py train presets/quickstart.yaml" in cli and "method.finetuning=freeze" in cli
+
+    page.get_by_role("button", name="Load preset").click()  # quickstart again: LoRA, its settings back
+    page.wait_for_timeout(1000)
+    assert "method.finetuning" not in page.locator(".cm-content").first.inner_text()
+    go_to(page, "Method")
+    assert page.get_by_label("range slider for LoRA rank").is_visible()
+    assert page.get_by_label("number input for LoRA rank").input_value() == "16"
+
+
+def finished_run(saves: Path, name: str, losses: list[float]) -> None:
+    """A run folder as the worker leaves it, written with the worker's own event writer."""
+    from engine import config as C
+    from engine.events import EventWriter
+    run = saves / name
+    run.mkdir(parents=True)
+    C.save(C.replace(C.replace(C.RunConfig(), "output.run_name", name), "method.lora.rank", 4 * len(name)),
+           run / "config.yaml")
+    w = EventWriter(run / "events.jsonl")
+    w.status("starting", 0)
+    w.status("running", 0, total_steps=len(losses))
+    for i, loss in enumerate(losses, 1):
+        w.write("train", i, loss=loss, lr=1e-3, grad_norm=1.0, epoch=i / len(losses), tokens_per_s=900.0,
+                rss_gib=1.2)
+    w.status("finished", len(losses))
+    w.close()
+
+
+def test_past_runs_are_listed_shown_and_compared(tmp_path, models_dir, page):
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    finished_run(saves, "first", [2.0, 1.6, 1.3, 1.1])
+    time.sleep(1.1)  # runs are listed newest first, by their first event's time
+    finished_run(saves, "second-run", [2.2, 1.5, 1.0, 0.8, 0.7, 0.65])
+    app = App(saves, models_dir).start()
+    try:
+        open_page(page, app.url)
+        go_to(page, "Train")
+        table = runs_table_text(page)
+        assert "first" in table and "second-run" in table and table.count("finished") == 2
+        assert run_status(page) == "finished" and "second-run" in page.locator(".ws-progress").inner_text()
+        assert loss_points(page) == 6  # the newest run is shown
+
+        pick(page, "Show run", "first")
+        wait_for(lambda: loss_points(page) == 4, "the chosen run's chart", 10, page)
+        go_to(page, "Method")
+        assert page.get_by_label("number input for LoRA rank").input_value() == "20"  # its config, loaded
+        go_to(page, "Train")
+        pick(page, "Compare loss with", "second-run")
+        names = page.locator(".ws-chart-loss .js-plotly-plot").evaluate("el => el.data.map(t => t.name)")
+        assert "second-run" in names
+        shot(page, "11-compare")
+    finally:
+        app.stop()
