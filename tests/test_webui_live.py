@@ -114,3 +114,11 @@ def test_the_log_tail_reads_the_end_of_a_big_log_and_only_when_it_grew(tmp_path)
     with open(tmp_path / "stdout.log", "a") as fh:
         fh.write("line 20000\n")
     assert f.log_tail().splitlines()[-1] == "line 20000"
+
+
+def test_a_constant_learning_rate_is_drawn_at_its_value_not_at_zero():
+    s = RunSeries()
+    s.add([train_event(i, 2.0) for i in range(1, 4)])  # lr 1e-3 throughout
+    fig = charts.lr_figure(s)
+    low, high = fig.layout.yaxis.range
+    assert low == 0 and high > 1e-3

@@ -93,6 +93,9 @@ def lr_figure(series: Optional[RunSeries]) -> go.Figure:
         fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["lr"], name="lr",
                                  mode=_mode(len(series.train_steps)), line=dict(color=COLORS[2], width=2)))
         fig.update_yaxes(exponentformat="e")
+        lrs = [v for v in series.metrics["lr"] if v is not None]
+        if max(lrs) == min(lrs):  # a constant schedule: plotly would centre it in [-1, 1] and read as 0
+            fig.update_yaxes(range=[0, max(lrs) * 1.5 or 1.0])
         _whole_steps(fig, _last_step(series))
     return fig
 
