@@ -1,0 +1,31 @@
+"""Runs and checkpoints to pick from in the Chat and Export tabs (light: reads saves/ only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.chat_source import weights_dir
+from engine.runs import checkpoints, list_runs
+
+FINAL = "final"
+
+
+def runs_with_weights(saves: Path) -> list[tuple[str, str]]:
+    """(label, run folder) for every run that has a final adapter/model or a checkpoint, newest first."""
+    out = []
+    for s in list_runs(saves):
+        has_final = weights_dir(s.path) is not None
+        if has_final or s.checkpoints:
+            label = f"{s.name} · {s.method} · {s.status}" + ("" if has_final else " (checkpoints only)")
+            out.append((label, str(s.path)))
+    return out
+
+
+def checkpoint_choices(run_dir: str | None) -> list[str]:
+    if not run_dir:
+        return []
+    names = [Path(c).name for c in checkpoints(Path(run_dir))]
+    return ([FINAL] if weights_dir(run_dir) is not None else []) + names[::-1]
+
+
+def checkpoint_value(choice: str | None) -> str:
+    return "" if choice in (None, "", FINAL) else choice
