@@ -63,7 +63,7 @@ def test_chat_streams_the_new_name_base_does_not_know_it_and_unload_ends_the_wor
     go_to(page, "Chat")
     assert "quick" in page.locator(".ws-chat-run").inner_text()
     page.locator(".ws-chat-load").click()
-    status = page.locator(".ws-chat-status")
+    status = page.locator(".prose.ws-chat-status")
     wait_for(lambda: "Loaded:" in status.inner_text(), "the model to load", timeout=600, page=page)
     pid = int(re.search(r"pid (\d+)", status.inner_text()).group(1))
     assert pid_alive(pid)
@@ -73,7 +73,7 @@ def test_chat_streams_the_new_name_base_does_not_know_it_and_unload_ends_the_wor
     tuned = page.locator(".ws-chat-tuned")
     seen: set[int] = set()
     deadline = time.time() + 600
-    while time.time() < deadline and "base:" not in page.locator(".ws-chat-stats").inner_text():
+    while time.time() < deadline and "base:" not in page.locator(".prose.ws-chat-stats").inner_text():
         seen.add(len(tuned.inner_text()))
         time.sleep(0.1)
     shot(page, "chat-side-by-side")
@@ -81,7 +81,7 @@ def test_chat_streams_the_new_name_base_does_not_know_it_and_unload_ends_the_wor
     assert len(seen) >= 3, "the reply grew on screen piece by piece (streamed)"
     assert "Wren" in tuned_text, tuned_text
     assert HELD_OUT in base_text and "Wren" not in base_text, base_text
-    assert "stopped by eos" in page.locator(".ws-chat-stats").inner_text(), "replies end at <|im_end|>"
+    assert "stopped by eos" in page.locator(".prose.ws-chat-stats").inner_text(), "replies end at <|im_end|>"
 
     page.locator(".ws-chat-unload").click()
     wait_for(lambda: "Unloaded" in status.inner_text(), "unload", timeout=60, page=page)
@@ -96,7 +96,7 @@ def test_export_tab_writes_a_checked_merged_folder(chat_app, browser):
     assert "quick" in page.locator(".ws-export-run").inner_text()
     page.get_by_label("Replace an existing export").check()
     page.locator(".ws-export-go").click()
-    report = page.locator(".ws-export-report")
+    report = page.locator(".prose.ws-export-report")
     wait_for(lambda: "Exported to" in report.inner_text() or "failed" in report.inner_text(), "the export",
              timeout=900, page=page)
     shot(page, "export-finished")

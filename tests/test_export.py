@@ -86,6 +86,16 @@ def test_merged_export_loads_with_plain_transformers_and_answers_like_base_plus_
     merge, written = job.checks
     assert merge["max_abs_diff"] <= 1e-3 and written["max_abs_diff"] <= 1e-4 and written["top1_agreement"] == 1.0
     assert greedy_in_fresh_process(out, PROMPTS) == greedy_base_plus_adapter(tiny_run, PROMPTS)
+    # the Chat tab can load the merged folder too, and it answers like the run
+    from engine.chat_client import ChatClient
+    from engine.chat_source import ChatSource, GenerationParams
+    client = ChatClient(ChatSource("merged", model=str(out)), saves=tmp_path)
+    try:
+        client.start()
+        client.reply([{"role": "user", "content": PROMPTS[0]}], GenerationParams(max_new_tokens=12))
+        assert client.last_done["token_ids"] == greedy_base_plus_adapter(tiny_run, PROMPTS[:1])[0]
+    finally:
+        client.unload()
     card = (out / "README.md").read_text()
     assert "base_model:" in card and "identity" in card and "rank 8" in card and "Final train loss" in card
 
