@@ -97,3 +97,24 @@ def test_cancel_ends_a_long_reply_early(tiny_run, tmp_path):
             assert client.last_done["stopped_by"] == "cancel" and client.last_done["new_tokens"] < 2000
     finally:
         client.unload()
+
+
+def test_chat_while_a_training_run_is_alive_loads_with_a_memory_warning_on_cpu(tiny_model_dir, tmp_path):
+    import json
+    from engine.runs import _proc_start_time
+    busy = tmp_path / "busy-run"
+    busy.mkdir()
+    (busy / "config.yaml").write_text("model: {name_or_path: x}\n")
+    # a live process stands in for the training worker (run discovery only checks that it lives)
+    sleeper = __import__("subprocess").Popen(["sleep", "120"])
+    try:
+        (busy / "worker.json").write_text(json.dumps({"pid": sleeper.pid, "proc_start": _proc_start_time(sleeper.pid)}))
+        client = ChatClient(ChatSource("base", model=str(tiny_model_dir)), saves=tmp_path)
+        try:
+            info = client.start()
+            assert "busy-run" in info["warning"] and "memory" in info["warning"]
+        finally:
+            client.unload()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
