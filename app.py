@@ -5,6 +5,7 @@ headless.
   python app.py train presets/quickstart.yaml [--set train.max_steps=20 ...]
   python app.py train --resume saves/<run>       # continue a stopped or failed run
   python app.py train --help                     # every config field, its type, default and help
+  python app.py chat saves/<run> [--base]       # talk to a run in the terminal (base model beside it)
   python app.py export saves/<run> [--dtype fp16] [--gguf q8_0]   # merged folder (+ GGUF, Modelfile)
 
 This module never imports torch: the UI process stays light, the work runs in worker processes.
@@ -181,7 +182,62 @@ def cmd_export(argv: list[str]) -> int:
     return 1
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export}
+def cmd_chat(argv: list[str]) -> int:
+    """Chat in the terminal with a run (its adapter or a checkpoint), a base model or a merged folder."""
+    from engine.chat_client import ChatClient, ChatError
+    from engine.chat_source import ChatSource, GenerationParams
+    ap = argparse.ArgumentParser(prog="python app.py chat", description=cmd_chat.__doc__)
+    ap.add_argument("target", help="a run folder (saves/<run>), a merged export folder, or a base model name")
+    ap.add_argument("--checkpoint", default="", help="e.g. checkpoint-20 (default: the final adapter)")
+    ap.add_argument("--base", action="store_true", help="answer with the base model beside the tuned one")
+    ap.add_argument("--system", default="", help="system prompt (default: the chat template's own)")
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--repetition-penalty", type=float, default=1.0)
+    a = ap.parse_args(argv)
+    t = Path(a.target)
+    if (t / "config.yaml").is_file():
+        src = ChatSource("run", run_dir=str(t), checkpoint=a.checkpoint)
+    elif (t / "config.json").is_file():
+        src = ChatSource("merged", model=str(t))
+    else:
+        src = ChatSource("base", model=a.target)
+    params = GenerationParams(system_prompt=a.system, temperature=a.temperature, top_p=a.top_p,
+                              max_new_tokens=a.max_new_tokens, repetition_penalty=a.repetition_penalty)
+    client = ChatClient(src)
+    try:
+        print(f"loading {src.label()} ...", flush=True)
+        info = client.start()
+        if info.get("warning"):
+            print("warning:", info["warning"])
+        history: list[dict] = []
+        while True:
+            try:
+                q = input("\nyou> ").strip()
+            except EOFError:
+                break
+            if q in ("", "/quit", "/exit"):
+                break
+            history.append({"role": "user", "content": q})
+            variants = ("tuned", "base") if a.base and src.kind == "run" else ("tuned",)
+            for v in variants:
+                print(f"{v}> ", end="", flush=True)
+                reply = "".join(print(p, end="", flush=True) or p for p in client.stream(history, params, v))
+                print()
+                if v == "tuned":
+                    history.append({"role": "assistant", "content": reply.strip()})
+    except ChatError as e:
+        print(f"chat: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.unload()
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "chat": cmd_chat}
 
 
 def main(argv: list[str] | None = None) -> int:

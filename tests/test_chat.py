@@ -118,3 +118,13 @@ def test_chat_while_a_training_run_is_alive_loads_with_a_memory_warning_on_cpu(t
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_cli_chat_answers_with_tuned_and_base_then_exits(tiny_run):
+    import subprocess
+    import sys
+    from conftest import REPO
+    r = subprocess.run([sys.executable, "app.py", "chat", str(tiny_run), "--base", "--max-new-tokens", "4"],
+                       input="Who are you?\n", cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tuned> " in r.stdout and "base> " in r.stdout
