@@ -23,11 +23,25 @@ def bundled() -> dict[str, Path]:
     return out
 
 
+INFO_FILE = "dataset_info.json"
+
+
+def info_entry(name: str, root: Path | None = None) -> tuple[Path, str] | None:
+    """(folder, entry) for a 'folder:entry' name pointing into a LLaMA-Factory dataset_info.json."""
+    folder, sep, entry = name.rpartition(":")
+    if not sep or not folder or not entry:
+        return None
+    p = _as_path(folder, root)
+    return (p, entry) if (p / INFO_FILE).is_file() else None
+
+
 def resolve(name: str, root: Path | None = None) -> tuple[str, str]:
-    """('file'|'folder'|'hub', location) for a dataset name. Raises ValueError with the reason."""
+    """('file'|'folder'|'info'|'hub', location) for a dataset name. Raises ValueError with the reason."""
     err = problem(name, root)
     if err:
         raise ValueError(err)
+    if info_entry(name, root):
+        return "info", name
     b = bundled()
     if name in b:
         return "file", str(b[name])
@@ -49,7 +63,7 @@ def _as_path(name: str, root: Path | None) -> Path:
 def problem(name: str, root: Path | None = None) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return "empty dataset name; pick a bundled dataset, a file or a hub id"
-    if name in bundled():
+    if name in bundled() or info_entry(name, root):
         return None
     p = _as_path(name, root)
     if p.is_dir():
