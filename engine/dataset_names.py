@@ -13,12 +13,13 @@ FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def bundled() -> dict[str, Path]:
-    """Bundled dataset name -> file (data/<name>.json[l]); data/eval files are not training sets."""
+def bundled(include_eval: bool = False) -> dict[str, Path]:
+    """Bundled dataset name -> file (data/<name>.json[l]); data/*_eval files are eval sets, listed only
+    with include_eval (they resolve by name either way, e.g. in data.eval_datasets)."""
     out = {}
     if DATA_DIR.is_dir():
         for p in sorted(DATA_DIR.iterdir()):
-            if p.is_file() and p.suffix in FILE_SUFFIXES and not p.stem.endswith("_eval"):
+            if p.is_file() and p.suffix in FILE_SUFFIXES and (include_eval or not p.stem.endswith("_eval")):
                 out[p.stem] = p
     return out
 
@@ -42,7 +43,7 @@ def resolve(name: str, root: Path | None = None) -> tuple[str, str]:
         raise ValueError(err)
     if info_entry(name, root):
         return "info", name
-    b = bundled()
+    b = bundled(include_eval=True)
     if name in b:
         return "file", str(b[name])
     p = _as_path(name, root)
@@ -63,7 +64,7 @@ def _as_path(name: str, root: Path | None) -> Path:
 def problem(name: str, root: Path | None = None) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return "empty dataset name; pick a bundled dataset, a file or a hub id"
-    if name in bundled() or info_entry(name, root):
+    if name in bundled(include_eval=True) or info_entry(name, root):
         return None
     p = _as_path(name, root)
     if p.is_dir():

@@ -104,8 +104,8 @@ def build(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict], DataReport
     n_val = 0
     if cfg.data.val_size > 0:
         n_val = max(1, min(int(round(len(examples) * cfg.data.val_size)), len(examples) - 1))
-    val = [examples[i] for i in order[:n_val]]
-    train = [examples[i] for i in order[n_val:]]
+    val = [examples[i] for i in sorted(order[:n_val])]
+    train = [examples[i] for i in sorted(order[n_val:])]  # file order (the trainer shuffles each epoch)
     report.train, report.val = len(train), len(val)
     return train, val, report
 
