@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.data import encode, formats
-from engine.data.files import SourceRow, where
+from engine.data.files import DataError, SourceRow, where
+from engine.data import sources
 from engine.data.sources import Loaded
 
 
@@ -97,3 +98,45 @@ class Counts:
             if n:
                 parts.append(f"{n} {what}")
         return ", ".join(parts)
+
+
+def bad_rows_error(counts: Counts, source: str, role: str = "training") -> DataError:
+    more = f" (and {counts.bad - len(counts.problems)} more)" if counts.bad > len(counts.problems) else ""
+    return DataError(f"{counts.bad} of {counts.rows} {role} rows in {source} cannot be used{more}:\n  "
+                     + "\n  ".join(counts.problems[:10])
+                     + "\nFix them, or set data.on_bad_rows to drop to train without them (they are counted in "
+                     "the data report)")
+
+
+def stage_error(loaded: Loaded, stage: str) -> DataError | None:
+    """A dataset whose format the training stage cannot use."""
+    if loaded.spec.format == "preference" and stage in ("sft", "pt"):
+        return DataError(f"{loaded.source}: holds preference pairs (prompt / chosen / rejected), which train the "
+                         f"preference stages (dpo, orpo, simpo, rm), not {stage}; pick a conversation dataset, or "
+                         "set data.format if the format was misdetected")
+    if loaded.spec.format != "preference" and stage in ("dpo", "orpo", "simpo", "rm"):
+        return DataError(f"{loaded.source}: is {loaded.spec.format}, but the {stage} stage trains on preference "
+                         "pairs (prompt / chosen / rejected)")
+    return None
+
+
+def before_launch(cfg) -> list[str]:
+    """Every dataset problem that would fail the run, found without a tokenizer (seconds, no torch): the
+    CLI and the UI refuse to start on these, so no run folder is made for a run that cannot train."""
+    out = []
+    d = cfg.data
+    for role, names in (("training", d.datasets), ("eval", d.eval_datasets)):
+        for name in names:
+            try:
+                loaded = sources.load(name, d.format, d.columns)
+            except DataError as e:
+                out.append(str(e))
+                continue
+            err = stage_error(loaded, cfg.method.stage)
+            if err:
+                out.append(str(err))
+                continue
+            counts = Counts().add(examine(loaded, None, d.cutoff_len, d.max_samples), d.cutoff_len)
+            if counts.bad and d.on_bad_rows == "fail":
+                out.append(str(bad_rows_error(counts, loaded.source, role)))
+    return out

@@ -42,10 +42,9 @@ def _collect(cfg: RunConfig, names: list[str], tokenizer, report: DataReport, ro
     examples: list[dict] = []
     for name in names:
         loaded = sources.load(name, d.format, d.columns)
-        if loaded.spec.format == "preference" and cfg.method.stage in ("sft", "pt"):
-            raise DataError(f"{loaded.source}: holds preference pairs (prompt / chosen / rejected), which train the "
-                            f"preference stages (dpo, orpo, simpo, rm), not {cfg.method.stage}; pick a conversation "
-                            "dataset, or set data.format if the format was misdetected")
+        err = checks.stage_error(loaded, cfg.method.stage)
+        if err:
+            raise err
         report.formats[name] = loaded.spec.format
         report.notes += [f"{loaded.source}: {n}" for n in loaded.notes]
         items = checks.examine(loaded, tokenizer, d.cutoff_len, d.max_samples)
@@ -57,11 +56,7 @@ def _collect(cfg: RunConfig, names: list[str], tokenizer, report: DataReport, ro
         report.ended_on_user += counts.ended_on_user
         if counts.bad:
             if d.on_bad_rows == "fail":
-                more = f" (and {counts.bad - len(counts.problems)} more)" if counts.bad > len(counts.problems) else ""
-                raise DataError(f"{counts.bad} of {counts.rows} {role} rows in {loaded.source} cannot be used"
-                                f"{more}:\n  " + "\n  ".join(counts.problems[:10]) +
-                                "\nFix them, or set data.on_bad_rows to drop to train without them (they are "
-                                "counted in the data report)")
+                raise checks.bad_rows_error(counts, loaded.source, role)
             report.problems += counts.problems
         for it in items:
             if it.problem:
