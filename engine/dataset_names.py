@@ -79,3 +79,46 @@ def problem(name: str, root: Path | None = None) -> str | None:
         return None
     names = ", ".join(bundled()) or "none"
     return f"{name!r} is not a bundled dataset ({names}), an existing file, or a hub id like 'org/name'"
+
+
+def uploads_dir() -> Path:
+    """Where files uploaded in the browser are kept (WHETSTONE_UPLOADS overrides data/uploads)."""
+    import os
+    return Path(os.environ.get("WHETSTONE_UPLOADS", DATA_DIR / "uploads")).expanduser()
+
+
+def recent(saves: Path, limit: int = 10) -> list[str]:
+    """Datasets named by the newest runs' configs in saves/ (most recent first)."""
+    import yaml
+    out: list[str] = []
+    if not saves.is_dir():
+        return out
+    configs = sorted(saves.glob("*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for c in configs[:50]:
+        try:
+            names = (yaml.safe_load(c.read_text(encoding="utf-8")) or {}).get("data", {}).get("datasets") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        for n in names:
+            if isinstance(n, str) and n not in out and problem(n) is None:
+                out.append(n)
+    return out[:limit]
+
+
+def discovered(saves: Path | None = None) -> list[str]:
+    """Every dataset choice for the dropdown: bundled, uploaded, entries of a dataset_info.json in data/,
+    and those recently used."""
+    import json
+    out = list(bundled())
+    up = uploads_dir()
+    if up.is_dir():
+        out += [str(p) for p in sorted(up.iterdir()) if p.is_file() and p.suffix.lower() in FILE_SUFFIXES]
+    info = DATA_DIR / INFO_FILE
+    if info.is_file():
+        try:
+            out += [f"{DATA_DIR}:{k}" for k in json.loads(info.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, AttributeError):
+            pass
+    if saves is not None:
+        out += [n for n in recent(saves) if n not in out]
+    return out
