@@ -381,6 +381,14 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
         p.append("model.name_or_path: must not be empty; pick a model from the list")
     if not cfg.data.datasets:
         p.append("data.datasets: name at least one dataset")
+    from engine.data.formats import COLUMNS  # light (stdlib only)
+    known = sorted({c for cols in COLUMNS.values() for c in cols})
+    for k, v in cfg.data.columns.items():
+        if k not in known:
+            p.append(f"data.columns: {k!r} is not a column name any format uses; map one of {', '.join(known)} "
+                     "to your file's column (e.g. instruction: question)")
+        elif not str(v).strip():
+            p.append(f"data.columns: {k!r} maps to an empty column name; write {k}=<your column>")
     if cfg.data.eval_datasets and cfg.data.val_size > 0:
         p.append("data.val_size: set it to 0 when data.eval_datasets names separate eval data (or clear "
                  "eval_datasets to hold out a share of the training rows)")

@@ -14,7 +14,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from engine import config as C
 from engine import dataset_names
 from engine.data import preview
-from engine.data.files import SUFFIXES
+from engine.data.files import SUFFIXES, DataError
 
 PAGE_SIZE = 10
 
@@ -40,7 +40,8 @@ class PreviewPanel:
     page: gr.Number
 
 
-def histogram_figure(lengths: list[int], cutoff_len: int) -> go.Figure:
+def histogram_figure(lengths: list[int], cutoff_len: int, empty_reason: str = "no tokenizer on this machine yet"
+                     ) -> go.Figure:
     h = preview.histogram(lengths, cutoff_len)
     fig = go.Figure()
     if h["total"]:
@@ -53,7 +54,7 @@ def histogram_figure(lengths: list[int], cutoff_len: int) -> go.Figure:
                       annotation_text=f"cutoff_len {cutoff_len}", annotation_position="top right")
     over = h["over"]
     title = (f"Token lengths of {h['total']} rows — {over} over the cutoff ({'cut' if over else 'none cut'})"
-             if h["total"] else "Token lengths (no tokenizer on this machine yet)")
+             if h["total"] else f"Token lengths ({empty_reason})")
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=300, margin=dict(l=40, r=20, t=40, b=40),
                       xaxis_title="tokens per example", yaxis_title="rows", bargap=0.02, showlegend=False,
                       template="plotly_white")
@@ -62,7 +63,8 @@ def histogram_figure(lengths: list[int], cutoff_len: int) -> go.Figure:
 
 def summary_markdown(insp: preview.Inspection) -> str:
     if insp.error:
-        return f'<div class="ws-data-error"><b>Cannot use this dataset.</b> {html.escape(insp.error)}</div>'
+        return (f'<div class="ws-data-error" style="color:#c92a2a"><b>Cannot use this dataset.</b> '
+                f'{html.escape(insp.error)}</div>')
     c = insp.counts
     lines = [f"**{html.escape(insp.source)}** — format **{insp.format}**, **{insp.rows}** rows "
              f"(columns: {', '.join(html.escape(x) for x in insp.columns)})"]
@@ -96,11 +98,14 @@ def _example(insp: preview.Inspection, cfg: C.RunConfig, row: int) -> tuple[str,
 
 def show(name: Optional[str], cfg: C.RunConfig, page: int = 1, row: int = 1) -> tuple:
     """(summary, figure, example html, example row, table, page) for one dataset name."""
+    import pandas as pd
     if not name:
-        return "Pick or upload a dataset to preview it.", histogram_figure([], cfg.data.cutoff_len), "", 1, None, 1
+        return ("Pick or upload a dataset to preview it.", histogram_figure([], cfg.data.cutoff_len, "no dataset"),
+                "", 1, pd.DataFrame(), 1)
     insp = preview.inspect(name, cfg)
     if insp.error:
-        return summary_markdown(insp), histogram_figure([], cfg.data.cutoff_len), "", 1, None, 1
+        return (summary_markdown(insp), histogram_figure([], cfg.data.cutoff_len, "the file cannot be read"), "", 1,
+                pd.DataFrame(), 1)
     page = int(min(max(1, page or 1), preview.pages(insp, PAGE_SIZE)))
     example, shown_row = _example(insp, cfg, int(row or 1))
     return (summary_markdown(insp), histogram_figure(insp.lengths, cfg.data.cutoff_len), example, shown_row,
@@ -123,49 +128,60 @@ def save_upload(path: str) -> str:
     return str(dest)
 
 
-def build(config_of: Callable[[Any], C.RunConfig], state: gr.State) -> PreviewPanel:
-    """The preview widgets, laid out where this is called; wire them with `wire`."""
-    cfg = config_of(state.value)
+def build(state: gr.State) -> PreviewPanel:
+    """The preview widgets, laid out where this is called, showing the run's first dataset; wire them with
+    `wire`."""
+    cfg = state.value.config
+    first = (cfg.data.datasets or [None])[0]
+    summary0, fig0, example0, row0, table0, page0 = show(first, cfg)
     with gr.Row(equal_height=True):
-        picker = gr.Dropdown(label="Preview", choices=list(cfg.data.datasets), value=(cfg.data.datasets or [None])[0],
+        picker = gr.Dropdown(label="Preview", choices=list(cfg.data.datasets), value=first,
                              allow_custom_value=True, scale=4, elem_id="ws-data-picker",
                              info="Which dataset to look at: its rows, token lengths and a rendered example.")
-        refresh = gr.Button("Check again", scale=1, size="md")
+        refresh = gr.Button("Check again", scale=1, size="md", elem_id="ws-data-refresh")
         upload = gr.File(label="Upload a dataset (.json, .jsonl, .csv, .parquet)", file_types=list(SUFFIXES),
                          file_count="single", type="filepath", scale=3, height=110, elem_id="ws-data-upload")
-    summary = gr.Markdown(elem_id="ws-data-summary")
+    summary = gr.Markdown(summary0, elem_id="ws-data-summary")
     with gr.Row():
         with gr.Column(scale=5):
-            histogram = gr.Plot(label="Token lengths", elem_id="ws-data-hist")
+            histogram = gr.Plot(fig0, label="Token lengths", elem_id="ws-data-hist")
         with gr.Column(scale=6):
-            example_row = gr.Number(label="Example row", value=1, precision=0, minimum=1)
-            example = gr.HTML(elem_id="ws-data-example")
+            example_row = gr.Number(label="Example row (the first usable row from here)", value=row0, precision=0,
+                                    minimum=1)
+            example = gr.HTML(example0, elem_id="ws-data-example")
     with gr.Row():
-        page = gr.Number(label="Page", value=1, precision=0, minimum=1, scale=1)
-    table = gr.Dataframe(label="Rows", interactive=False, wrap=True, elem_id="ws-data-table")
+        page = gr.Number(label="Page", value=page0, precision=0, minimum=1, scale=1)
+    table = gr.Dataframe(table0, label="Rows", interactive=False, wrap=True, elem_id="ws-data-table")
     return PreviewPanel(picker, refresh, upload, summary, histogram, example, example_row, table, page)
 
 
-def wire(panel: PreviewPanel, state: gr.State, config_of: Callable[[Any], C.RunConfig],
-         datasets_widget: Optional[gr.components.Component] = None,
-         watched: tuple[gr.components.Component, ...] = (), saves: Optional[Path] = None) -> None:
-    """Recompute the preview when the picked dataset, the page, the example row, or a watched widget
-    (template, cutoff, model, ...) changes. An upload is added to `datasets_widget`'s value (its own change
-    event puts it in the run config)."""
+def wire(panel: PreviewPanel, state: gr.State, datasets_widget: Optional[gr.components.Component] = None,
+         watched: list = ()) -> None:
+    """Recompute the preview when the picked dataset, the page or the example row changes, or a watched
+    field widget (template, format, columns, cutoff) is edited: its value is applied to the config here, so
+    the preview never waits for the form's own update of the state. An upload is added to
+    `datasets_widget`'s value (its own change event puts it in the run config)."""
+    from webui import fields
     outs = [panel.summary, panel.histogram, panel.example, panel.example_row, panel.table, panel.page]
+    keys = [w.key for w in watched]
+    comps = [w.component for w in watched]
 
-    def refresh(name, st, page, row):
-        return show(name, config_of(st), page, row)
+    def refresh(name, st, page, row, *values):
+        cfg = st.config
+        for key, v in zip(keys, values):
+            try:
+                cfg = C.replace(cfg, key, fields.to_config(key, v))
+            except (TypeError, ValueError):
+                pass
+        return show(name, cfg, page, row)
 
-    panel.picker.change(lambda n, st: refresh(n, st, 1, 1), [panel.picker, state], outs, show_progress="minimal")
-    panel.refresh.click(refresh, [panel.picker, state, panel.page, panel.example_row], outs, show_progress="minimal")
-    panel.page.submit(refresh, [panel.picker, state, panel.page, panel.example_row], outs, show_progress="hidden")
-    panel.example_row.submit(refresh, [panel.picker, state, panel.page, panel.example_row], outs,
-                             show_progress="hidden")
-    for w in watched:
-        # .then so the state already holds the edit when the preview reads it
-        w.change(lambda: None, None, None).then(refresh, [panel.picker, state, panel.page, panel.example_row],
-                                                outs, show_progress="hidden")
+    ins = [panel.picker, state, panel.page, panel.example_row, *comps]
+    panel.picker.change(lambda n, st, p, r, *v: refresh(n, st, 1, 1, *v), ins, outs, show_progress="minimal")
+    panel.refresh.click(refresh, ins, outs, show_progress="minimal")
+    panel.page.submit(refresh, ins, outs, show_progress="hidden")
+    panel.example_row.submit(refresh, ins, outs, show_progress="hidden")
+    for c in comps:
+        c.input(refresh, ins, outs, show_progress="hidden", trigger_mode="always_last")
 
     if datasets_widget is not None:
         def on_datasets(value, picked):
@@ -178,12 +194,13 @@ def wire(panel: PreviewPanel, state: gr.State, config_of: Callable[[Any], C.RunC
             if not path:
                 return gr.update(), gr.update()
             kept = save_upload(path)
+            current = list(current or [])
             try:
                 preview.load(kept, C.RunConfig())
-            except preview.DataError:  # unreadable: shown in the preview, not added to the run
-                return gr.update(), gr.update(choices=[*(current or []), kept], value=kept)
-            value = [*(current or []), kept] if kept not in (current or []) else list(current)
-            choices = dataset_names.discovered(saves) + [v for v in value if v not in dataset_names.discovered(saves)]
+            except DataError:  # unreadable: shown in the preview with its error, not added to the run
+                return gr.update(), gr.update(choices=[*current, kept], value=kept)
+            value = current if kept in current else [*current, kept]
+            choices = list(dict.fromkeys([*dataset_names.discovered(), *value]))
             return gr.update(choices=choices, value=value), gr.update(choices=value, value=kept)
         panel.upload.upload(on_upload, [panel.upload, datasets_widget], [datasets_widget, panel.picker],
                             show_progress="minimal")
