@@ -101,11 +101,11 @@ def show(name: Optional[str], cfg: C.RunConfig, page: int = 1, row: int = 1) -> 
     import pandas as pd
     if not name:
         return ("Pick or upload a dataset to preview it.", histogram_figure([], cfg.data.cutoff_len, "no dataset"),
-                "", 1, pd.DataFrame(), 1)
+                "", 1, pd.DataFrame(columns=["row", "problem"]), 1)
     insp = preview.inspect(name, cfg)
     if insp.error:
         return (summary_markdown(insp), histogram_figure([], cfg.data.cutoff_len, "the file cannot be read"), "", 1,
-                pd.DataFrame(), 1)
+                pd.DataFrame(columns=["row", "problem"]), 1)
     page = int(min(max(1, page or 1), preview.pages(insp, PAGE_SIZE)))
     example, shown_row = _example(insp, cfg, int(row or 1))
     return (summary_markdown(insp), histogram_figure(insp.lengths, cfg.data.cutoff_len), example, shown_row,

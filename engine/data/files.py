@@ -75,8 +75,8 @@ def _jsonl(text: str, path: Path) -> list[SourceRow]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
-            hint = "the line ends early (truncated?)" if e.pos >= len(line.rstrip()) else f"column {e.colno}"
-            raise DataError(f"{path}: line {n} is not valid JSON ({e.msg}, {hint}); each line must hold one "
+            hint = "the line ends early: truncated?" if e.pos >= len(line.rstrip()) else f"at column {e.colno}"
+            raise DataError(f"{path}: line {n} is not valid JSON ({e.msg}; {hint}); each line must hold one "
                             "complete JSON object") from None
         rows.append(SourceRow(_object(value, path, len(rows) + 1, n), len(rows) + 1, n))
     return rows
