@@ -119,6 +119,9 @@ def discovered(saves: Path | None = None) -> list[str]:
             out += [f"{DATA_DIR}:{k}" for k in json.loads(info.read_text(encoding="utf-8"))]
         except (OSError, ValueError, AttributeError):
             pass
-    if saves is not None:
-        out += [n for n in recent(saves) if n not in out]
+    if saves is None:
+        import os
+        from engine.paths import saves_dir
+        saves = saves_dir(os.environ.get("WHETSTONE_SAVES", "saves"))
+    out += [n for n in recent(saves) if n not in out]
     return out

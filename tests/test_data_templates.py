@@ -91,3 +91,20 @@ def test_training_and_chat_use_the_same_template(make_config):
                                             add_generation_prompt=True, return_dict=True)["input_ids"]
     assert list(chat_ids) == ex["input_ids"][:prompt_len]
     assert chat_tok.decode(chat_ids).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_chat_stops_on_the_templates_end_of_turn_token(tiny_model_dir, tok):
+    """engine.generate.answer stops on these ids; a template whose stop text this vocabulary splits is
+    flagged in the Dataset tab instead of running on silently."""
+    from engine import config as C
+    from engine.data import preview
+    templates.apply(tok, "chatml")
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert templates.stop_token_ids(tok) == [im_end] and templates.stop_problem(tok) is None
+    templates.apply(tok, "llama3")  # <|eot_id|> is not in SmolLM's vocabulary
+    assert templates.stop_token_ids(tok) == [im_end]
+    assert "'<|eot_id|>', which this tokenizer splits" in templates.stop_problem(tok)
+    cfg = C.replace(C.replace(C.RunConfig(), "model.name_or_path", str(tiny_model_dir)), "data.template", "llama3")
+    assert any("chat cannot stop on it" in n for n in preview.inspect("identity", cfg).notes)
+    tok.add_special_tokens({"additional_special_tokens": ["<|eot_id|>"]})
+    assert templates.stop_token_ids(tok) == [tok.convert_tokens_to_ids("<|eot_id|>"), im_end]

@@ -87,7 +87,7 @@ def tokenizer_for(cfg: RunConfig) -> tuple[light_tokenizer.LightTokenizer | None
         templates.apply(tok, cfg.data.template)
     except (templates.TemplateError, light_tokenizer.NoTokenizer, OSError, ValueError) as e:
         return None, str(e)
-    return tok, ""
+    return tok, templates.stop_problem(tok) or ""
 
 
 @lru_cache(maxsize=8)

@@ -105,3 +105,18 @@ def stop_token_ids(tokenizer) -> list[int]:
         if len(piece) == 1 and piece[0] not in ids:
             ids.append(piece[0])
     return ids
+
+
+def stop_problem(tokenizer) -> str | None:
+    """Why chat would not stop where training taught the model to, or None: a template's stop text that
+    this tokenizer splits into several tokens cannot be a generation stop token."""
+    name = builtin_name(tokenizer.chat_template)
+    if name is None:
+        return None
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    for s in (x.replace("{eos_token}", eos) for x in STOP_STRINGS.get(name, [])):
+        if s and len(tokenizer(s, add_special_tokens=False)["input_ids"]) != 1:
+            return (f"template {name!r} ends replies with {s!r}, which this tokenizer splits into several tokens: "
+                    "chat cannot stop on it, so replies may run on. Pick a template made for this model "
+                    "(e.g. 'auto' or one whose stop token is in its vocabulary)")
+    return None
