@@ -21,10 +21,15 @@ def _single_id(tok, text: str) -> int | None:
 
 
 def stop_strings(tok) -> list[str]:
-    """The end-of-turn strings of this tokenizer's template, eos first."""
+    """The end-of-turn strings of this tokenizer's template: a built-in template's own stop text
+    (engine.data.templates), eos, and every known end-of-turn marker the template uses."""
+    from engine.data.templates import stop_strings as builtin_stops  # light: stdlib only
     template = tok.chat_template or ""
     out: list[str] = []
-    if tok.eos_token:
+    for s in builtin_stops(tok):
+        if _single_id(tok, s) is not None and s not in out:
+            out.append(s)
+    if tok.eos_token and tok.eos_token not in out:
         out.append(tok.eos_token)
     for marker in END_OF_TURN:
         if marker in template and marker not in out and _single_id(tok, marker) is not None:
