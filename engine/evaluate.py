@@ -27,16 +27,22 @@ def evaluate(ecfg: dict, out: Path, ev: EventWriter) -> dict:
     import torch
 
     from engine.chat_source import ChatSource
-    from engine.data import encode, formats
+    from engine.data import checks, encode, formats, sources
     from engine.generate import answer, load_source, model_for
 
     ev.status("loading", progress=0.02)
     loaded = load_source(ChatSource("run", run_dir=ecfg["run_dir"], checkpoint=ecfg.get("checkpoint", "")))
     tok, cutoff = loaded.tok, loaded.cfg.data.cutoff_len
-    source, rows = formats.read_rows(ecfg["dataset"])
-    rows = rows[: ecfg.get("max_rows") or len(rows)]
-    fmt = formats.detect(rows, source)
-    convs = [m for _, m in formats.iter_messages(rows, fmt, source)]
+    items = checks.examine(sources.load(ecfg["dataset"]), limit=ecfg.get("max_rows") or None)
+    convs = []
+    for it in items:
+        if it.example is None or isinstance(it.example, formats.Text):
+            continue  # rows with a problem, or plain text, have no prompt / reference pair to score
+        msgs = checks.conversation_of(it.example)[0]
+        if any(m["role"] == "assistant" for m in msgs):
+            convs.append(msgs)
+    if not convs:
+        raise ValueError(f"{ecfg['dataset']}: no conversation with an assistant answer to evaluate against")
     results, sums = [], {"tuned": [0.0, 0], "base": [0.0, 0]}
     for i, msgs in enumerate(convs):
         last = max(j for j, m in enumerate(msgs) if m["role"] == "assistant")
