@@ -120,7 +120,7 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
         msg = gr.Textbox(show_label=False, placeholder="Ask something and press Enter", scale=6,
                          elem_classes=["ws-chat-input"])
         send = gr.Button("Send", variant="primary", scale=1, elem_classes=["ws-chat-send"])
-        stop = gr.Button("Stop", scale=1, elem_classes=["ws-chat-stop"])
+        stop = gr.Button("Stop reply", scale=1, elem_classes=["ws-chat-stop"])
         clear = gr.Button("Clear", scale=1)
     stats = gr.Markdown(elem_classes=["ws-chat-stats"])
     info_state = gr.State({})

@@ -80,7 +80,7 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
         overwrite = gr.Checkbox(label="Replace an existing export", value=False, scale=1)
     with gr.Row():
         go = gr.Button("Export", variant="primary", elem_classes=["ws-export-go"])
-        stop = gr.Button("Stop", variant="stop", elem_classes=["ws-export-stop"])
+        stop = gr.Button("Stop export", variant="stop", elem_classes=["ws-export-stop"])
     message = gr.Markdown(elem_classes=["ws-message"])
     prog = gr.HTML(progress_html(CURRENT.job), elem_classes=["ws-export-progress"])
     report = gr.Markdown(report_markdown(CURRENT.job), elem_classes=["ws-export-report"])
