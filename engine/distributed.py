@@ -201,7 +201,7 @@ def trainer_kwargs(cfg, cuda: bool) -> dict:
     if d.strategy in ("ddp", "none"):
         kw["ddp_find_unused_parameters"] = False  # frozen weights have no grads; LoRA / freeze use all others
     elif d.strategy == "fsdp":
-        kw["fsdp"] = "full_shard auto_wrap" + (" offload" if d.cpu_offload else "")
+        kw["fsdp"] = True  # transformers 5: on/off here, everything else in fsdp_config
         kw["fsdp_config"] = fsdp_config(cfg)
     else:
         kw["deepspeed"] = deepspeed_config(cfg)
@@ -216,6 +216,15 @@ def gathers_to_rank0_for_save(cfg) -> bool:
 # ---------------------------------------------------------------------------------------------
 # In the worker: device, events, memory from every rank, one stop decision
 # ---------------------------------------------------------------------------------------------
+
+def mismatch_note(cfg) -> str | None:
+    """Said when the worker was started by hand with a different number of processes than asked for."""
+    want, have = requested_world(cfg), world_size()
+    if want == have:
+        return None
+    return (f"note: the config asks for {want} process(es) but this worker runs as {have}; the effective batch "
+            "changes accordingly. `python app.py train` starts the right number through torchrun.")
+
 
 def prepare_rank() -> None:
     """Pin this rank to its GPU before any model is loaded, and refuse more ranks than GPUs."""
@@ -298,3 +307,14 @@ def barrier() -> None:
     dist = _dist()
     if dist is not None:
         dist.barrier()
+
+
+def rank_memory(event: dict) -> dict[int, dict[str, float]]:
+    """For charts: a train event's memory readings per rank, {0: {"rss_gib": ..}, 1: {...}}."""
+    out: dict[int, dict[str, float]] = {}
+    for k, v in event.items():
+        if not k.endswith("_gib") and "_gib_rank" not in k:
+            continue
+        name, _, r = k.partition("_gib_rank")
+        out.setdefault(int(r) if r else 0, {})[name + "_gib" if r else k] = v
+    return out

@@ -187,6 +187,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
 
     set_seed(cfg.train.seed)
     distributed.prepare_rank()
+    if distributed.is_main() and (note := distributed.mismatch_note(cfg)):
+        print(note, file=sys.stderr, flush=True)
     events.status("loading", 0, what="tokenizer and model")
     path = models.resolve_path(cfg.model.name_or_path)
     tokenizer = models.load_tokenizer(cfg, path)

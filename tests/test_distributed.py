@@ -62,6 +62,7 @@ def test_two_ddp_processes_follow_the_single_process_curve_and_write_once(make_c
     assert got[STEPS] < got[1] - 0.3, "and it learns"
     # One set of charts: rank 0's memory under the usual name, rank 1's beside it.
     assert all(e["rss_gib"] > 0 and e["rss_gib_rank1"] > 0 for e in train)
+    assert sorted(distributed.rank_memory(train[-1])) == [0, 1]
     assert [e["status"] for e in evts if e["kind"] == "status"].count("finished") == 1
     assert not [e for e in evts if e["kind"] == "error"]
     resolved = [e for e in evts if e["kind"] == "resolved"]
