@@ -51,24 +51,6 @@ def write_worker_file(run_dir: Path) -> None:
     tmp.replace(run_dir / WORKER_FILE)
 
 
-def pad_collate(pad_id: int):
-    import torch
-
-    def collate(batch: list[dict]) -> dict:
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    return collate
-
-
 def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
     """The Trainer's arguments; the distributed section adds DDP / FSDP / DeepSpeed settings."""
     import torch
@@ -104,7 +86,8 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
+        # Packed batches have no padding at all; padded ones are counted through their attention mask.
+        include_num_input_tokens_seen="all" if t.packing else "non_padding",
         disable_tqdm=True,
         save_only_model=False,
         **distributed.trainer_kwargs(cfg, cuda),
@@ -181,7 +164,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     import torch
     from transformers import Trainer, set_seed
 
-    from engine import methods, models, telemetry
+    from engine import batching, methods, models, telemetry
+    from engine.loss import trained_positions_loss
     from engine.data import pipeline, templates
     from engine.trainer_hooks import EventsCallback, StopOnSignal
 
@@ -209,8 +193,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     # Built before the model: DeepSpeed ZeRO-3 must see its config while the weights load.
     args = training_args(cfg, run_dir, bool(val_rows), dtype)
     model = models.load_model(cfg, path)
-    if cfg.train.gradient_checkpointing:
-        model.config.use_cache = False
+    model.config.use_cache = False  # training builds no KV cache (and packing needs none)
     model = methods.apply(model, cfg)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
@@ -234,8 +217,11 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
 
     stopper = StopOnSignal(flag)
+    sparse = cfg.train.trained_logits_only
+    collate = batching.packed(sparse) if cfg.train.packing else batching.padded(tokenizer.pad_token_id, sparse)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows or None,
-                      data_collator=pad_collate(tokenizer.pad_token_id), processing_class=tokenizer,
+                      data_collator=collate, processing_class=tokenizer,
+                      compute_loss_func=trained_positions_loss if sparse else None,
                       callbacks=[EventsCallback(events, run_dir), stopper])
     ckpts = checkpoints(run_dir)
     resume_from = ckpts[-1] if ckpts else None
