@@ -58,7 +58,8 @@ def test_two_ddp_processes_follow_the_single_process_curve_and_write_once(make_c
     assert [e["step"] for e in train] == list(range(1, STEPS + 1)), "each step once: only rank 0 writes"
     got = losses(run_dir)
     for step in range(1, STEPS + 1):
-        assert got[step] == pytest.approx(single_reference[step], rel=2e-3, abs=2e-3), (step, got, single_reference)
+        # measured: equal to 1e-6 (the same examples form each global batch; gradients are averaged)
+        assert got[step] == pytest.approx(single_reference[step], rel=1e-4), (step, got, single_reference)
     assert got[STEPS] < got[1] - 0.3, "and it learns"
     # One set of charts: rank 0's memory under the usual name, rank 1's beside it.
     assert all(e["rss_gib"] > 0 and e["rss_gib_rank1"] > 0 for e in train)
@@ -116,4 +117,4 @@ def test_stop_checkpoints_once_and_resume_under_two_processes_finishes_the_curve
     got = losses(run_dir)
     assert sorted(got) == list(range(1, STEPS + 1)), "every step logged once across the two sessions"
     for step in range(at + 1, STEPS + 1):
-        assert got[step] == pytest.approx(single_reference[step], rel=2e-3, abs=2e-3), (step, got[step])
+        assert got[step] == pytest.approx(single_reference[step], rel=1e-3), (step, got[step])
