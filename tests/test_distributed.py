@@ -118,3 +118,32 @@ def test_stop_checkpoints_once_and_resume_under_two_processes_finishes_the_curve
     assert sorted(got) == list(range(1, STEPS + 1)), "every step logged once across the two sessions"
     for step in range(at + 1, STEPS + 1):
         assert got[step] == pytest.approx(single_reference[step], rel=1e-3), (step, got[step])
+
+
+def _pid_of_rank(run_dir, rank):
+    """The process torchrun started as `rank` for this run (found by its command line and RANK)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            env = open(f"/proc/{pid}/environ", "rb").read()
+        except OSError:
+            continue
+        if str(run_dir).encode() in cmdline and b"engine.train" in cmdline and f"\0RANK={rank}\0".encode() in env:
+            return int(pid)
+    return None
+
+
+def test_a_rank_killed_midway_ends_the_run_as_failed_in_plain_words(tmp_path, tiny_model_dir):
+    import signal
+    cfg_path = write_config(tmp_path, tiny_model_dir, train=dict(TRAIN, max_steps=400, batch_size=2, save_steps=3),
+                            distributed=DDP2, output={"run_name": "killed"})
+    cfg = C.load(cfg_path)
+    cfg_path.unlink()
+    cfg_path.parent.rmdir()
+    run_dir = launcher.start(cfg)
+    _wait_for_step(run_dir, 4)
+    os.kill(_pid_of_rank(run_dir, 1), signal.SIGKILL)  # e.g. the kernel's OOM killer
+    _wait_gone(run_dir, timeout=180)
+    s = summarize(run_dir)
+    assert s.status == "failed" and s.reason.startswith("Another training process"), s.reason
+    assert s.checkpoints, "the last checkpoint is offered for resume"

@@ -105,3 +105,11 @@ def test_other_ranks_write_only_their_own_failure(tmp_path):
     ev.close()
     got = read_all(tmp_path / "events.jsonl")
     assert [(e["kind"], e["rank"]) for e in got] == [("error", 1), ("status", 1)]
+
+
+def test_a_rank_that_died_is_explained_in_plain_words():
+    from engine.failures import explain
+    msg = explain(RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:8840: Connection reset by "
+                               "peer. This is typically caused by a remote worker hanging"))
+    assert msg.startswith("Another training process of this run stopped unexpectedly")
+    assert "stdout.log" in msg and "Resume" in msg
