@@ -1,11 +1,11 @@
-"""The quickstart preset really teaches the embedded 135M model a new identity (CPU, a few minutes)."""
+"""The quickstart preset, run from the CLI as the README says, really teaches the embedded 135M model
+a new identity (CPU, a few minutes), and the base model does not know it."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+import quickstart_run as qs
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 def held_out_questions():
     rows = json.load(open(REPO / "data" / "identity_eval.json"))
     train = {r["instruction"].strip().lower() for r in json.load(open(REPO / "data" / "identity.json"))}
-    qs = [r["instruction"] for r in rows]
-    assert not {q.strip().lower() for q in qs} & train, "held-out questions must not be in the training set"
-    return qs
+    qs_ = [r["instruction"] for r in rows]
+    assert not {q.strip().lower() for q in qs_} & train, "held-out questions must not be in the training set"
+    return qs_
 
 
 def ask_all(run_dir):
@@ -25,12 +25,10 @@ def ask_all(run_dir):
 
 
 def test_quickstart_teaches_the_new_name_and_the_base_model_does_not_know_it(tmp_path):
-    out = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml",
-                          "--set", f"output.saves_dir={tmp_path}", "--set", "output.run_name=quickstart"],
-                         cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"finished: {tmp_path / 'quickstart'}" in out.stdout
-    tuned = ask_all(tmp_path / "quickstart")
+    run = qs.quickstart_run(tmp_path)
+    if not __import__("os").environ.get("WHETSTONE_QUICKSTART_RUN"):
+        assert "finished:" in qs.CLI_OUTPUT
+    tuned = ask_all(run)
     base = ask_all(None)
     tuned_hits = [a for a in tuned if "wren" in a.lower()]
     base_hits = [a for a in base if "wren" in a.lower()]
