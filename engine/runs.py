@@ -16,7 +16,29 @@ import yaml
 from engine.events import EVENTS_FILE, EventReader
 
 WORKER_FILE = "worker.json"
-STALL_SECONDS = 300.0
+STALL_SECONDS = 300.0  # a live worker silent this long while training is reported "stalled"
+STALL_ENV = "WHETSTONE_STALL_SECONDS"
+
+
+def stall_seconds() -> float:
+    """The stall threshold: WHETSTONE_STALL_SECONDS when set to a positive number, else STALL_SECONDS."""
+    try:
+        v = float(os.environ.get(STALL_ENV, ""))
+    except ValueError:
+        return STALL_SECONDS
+    return v if v > 0 else STALL_SECONDS
+
+
+def is_stalled(status: str, alive: bool, last_event_t: Optional[float], now: Optional[float] = None) -> bool:
+    """A live worker in the middle of training that has written nothing for longer than the threshold."""
+    import time
+    now = time.time() if now is None else now
+    return alive and status in ("running", "checkpoint") and last_event_t is not None and \
+        now - last_event_t > stall_seconds()
+
+
+STALLED_REASON = ("The worker is alive but has written nothing for {s:.0f} s: it may be hung (stuck disk or "
+                  "network, a paused process, a deadlock). Stop it and Resume from the last checkpoint.")
 
 
 @dataclass
@@ -129,10 +151,10 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
             s.status = "failed"
             s.reason = s.reason or ("The worker process died without a word (killed, or out of host memory). "
                                     "Resume from the last checkpoint, or lower batch_size / cutoff_len.")
-    elif s.alive and s.updated is not None:
+    elif is_stalled(s.status, s.alive, s.updated):
         import time
-        if time.time() - s.updated > STALL_SECONDS and s.status == "running":
-            s.status = "stalled"
+        s.status = "stalled"
+        s.reason = STALLED_REASON.format(s=time.time() - s.updated)
     s.checkpoints = checkpoints(run_dir)
     return s
 
