@@ -159,10 +159,32 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
     return s
 
 
+def inside(saves: Path, run_dir: Path) -> bool:
+    """A real folder directly inside saves/: not a symlink (to elsewhere), not reached through '..'."""
+    saves, run_dir = Path(saves), Path(run_dir)
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return False
+    try:
+        return run_dir.resolve().parent == saves.resolve()
+    except OSError:
+        return False
+
+
+def run_path(saves: Path, name: str) -> Path:
+    """saves/<name> for a run name that came from outside (a browser, the API); ValueError if it escapes."""
+    from engine.config import RUN_NAME_RE
+    if not isinstance(name, str) or not RUN_NAME_RE.match(name):
+        raise ValueError(f"{name!r} is not a run name (letters, digits, '.', '_' and '-')")
+    path = Path(saves) / name
+    if not inside(saves, path):
+        raise ValueError(f"{name!r} is not a run folder inside {saves}")
+    return path
+
+
 def list_runs(saves: Path) -> list[RunSummary]:
-    """Every run in saves/, newest first."""
+    """Every run in saves/, newest first. Symlinks are ignored: a run folder is a real folder in saves/."""
     saves = Path(saves)
     if not saves.is_dir():
         return []
-    out = [s for d in saves.iterdir() if d.is_dir() and not d.name.startswith(".") and (s := summarize(d))]
+    out = [s for d in saves.iterdir() if not d.name.startswith(".") and inside(saves, d) and (s := summarize(d))]
     return sorted(out, key=lambda s: s.started or 0, reverse=True)
