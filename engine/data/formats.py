@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from engine import dataset_names
+from engine.data import guards
 
 FORMATS = ("alpaca", "sharegpt", "messages", "text")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -28,10 +29,12 @@ def read_rows(name: str) -> tuple[str, list[dict]]:
     if kind == "file":
         ext = Path(loc).suffix.lower().lstrip(".")
         builder = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}[ext]
+        if builder == "json" and (deep := guards.nesting_problem(loc)):
+            raise DataError(deep)
         try:
             ds = datasets.load_dataset(builder, data_files=loc, split="train")
         except Exception as e:  # datasets wraps parser errors in several types
-            raise DataError(f"{loc}: could not be read as {ext}: {str(e).splitlines()[0][:300]}") from None
+            raise DataError(f"{loc}: could not be read as {ext}: {(str(e).splitlines() or [type(e).__name__])[0][:300]}") from None
         return loc, [dict(r) for r in ds]
     if kind == "folder":
         files = sorted(p for p in Path(loc).iterdir() if p.suffix.lower() in dataset_names.FILE_SUFFIXES)
@@ -44,7 +47,7 @@ def read_rows(name: str) -> tuple[str, list[dict]]:
     try:
         ds = datasets.load_dataset(loc, split="train")
     except Exception as e:
-        raise DataError(f"{loc}: could not load from the hub: {str(e).splitlines()[0][:300]}") from None
+        raise DataError(f"{loc}: could not load from the hub: {(str(e).splitlines() or [type(e).__name__])[0][:300]}") from None
     return loc, [dict(r) for r in ds]
 
 
