@@ -156,9 +156,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
 
     events.status("loading", 0, what="data")
     train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
-    events.write("data", 0, rows=report.rows, kept=report.kept, truncated=report.truncated,
-                 dropped_long=report.dropped_long, dropped_no_target=report.dropped_no_target,
-                 train_rows=report.train, val_rows=report.val, formats=report.formats)
+    events.write("data", 0, train_rows=report.train, val_rows=report.val, **report.as_event())
     if flag.set:
         events.status("stopped", 0, reason="stopped before training began")
         return 0
