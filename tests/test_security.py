@@ -176,3 +176,48 @@ def test_pickle_only_weights_are_refused_with_a_clear_message(tmp_path, tiny_mod
     assert "only pickle (.bin)" in str(e2.value)
     ok = C.replace(C.RunConfig(), "model.name_or_path", str(tiny_model_dir))
     assert load_model(ok) is not None
+
+
+@pytest.mark.parametrize("name", ["..escape.json", "x;rm -rf ~.jsonl", "$(id).csv", "..json", "ünï cödé.json",
+                                  "a" * 240 + ".json", ".hidden.jsonl", "CON.JSON"])
+def test_uploads_land_under_the_uploads_folder_with_safe_names(tmp_path, monkeypatch, name):
+    from webui.dataset_preview import save_upload
+    uploads = tmp_path / "uploads"
+    monkeypatch.setenv("WHETSTONE_UPLOADS", str(uploads))
+    src = tmp_path / "incoming" / name  # the file name a browser (or a crafted request) sent
+    src.parent.mkdir()
+    src.write_text('[{"instruction": "hi", "output": "hello"}]')
+    kept = Path(save_upload(str(src)))
+    assert kept.parent == uploads and kept.is_file() and not kept.is_symlink()
+    assert len(kept.name) <= 90 and all(c.isalnum() or c in "._-" for c in kept.name), kept.name
+    assert not kept.name.startswith(".") and kept.suffix in (".json", ".jsonl", ".csv")
+
+
+def test_an_upload_never_writes_through_a_symlink_planted_in_the_uploads_folder(tmp_path, monkeypatch):
+    from webui.dataset_preview import save_upload
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setenv("WHETSTONE_UPLOADS", str(uploads))
+    victim = tmp_path / "victim.json"
+    victim.write_text("precious")
+    (uploads / "data.json").symlink_to(victim)
+    (uploads / "fresh.json").symlink_to(tmp_path / "created-outside.json")  # dangling: the target is new
+    for name in ("data.json", "fresh.json"):
+        src = tmp_path / "incoming" / name
+        src.parent.mkdir(exist_ok=True)
+        src.write_text('[{"instruction": "hi", "output": "hello"}]')
+        kept = Path(save_upload(str(src)))
+        assert kept.parent == uploads and not kept.is_symlink() and kept.read_text() == src.read_text()
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "created-outside.json").exists()
+
+
+def test_an_upload_of_another_file_type_is_refused(tmp_path, monkeypatch):
+    from engine.data.files import DataError
+    from webui.dataset_preview import save_upload
+    monkeypatch.setenv("WHETSTONE_UPLOADS", str(tmp_path / "uploads"))
+    src = tmp_path / "run.sh"
+    src.write_text("#!/bin/sh\necho hi\n")
+    with pytest.raises(DataError):
+        save_upload(str(src))
+    assert not (tmp_path / "uploads").exists() or not list((tmp_path / "uploads").iterdir())
