@@ -129,6 +129,7 @@ def stop(run_dir: str | Path, grace_s: float = STOP_GRACE_S, wait: bool = False)
     pid = int(json.loads((run_dir / WORKER_FILE).read_text())["pid"])
     try:
         os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGCONT)  # a paused (stalled) worker wakes up to handle the stop
     except ProcessLookupError:
         return False
 

@@ -133,7 +133,7 @@ def test_a_worker_that_stops_writing_is_shown_stalled_and_recovers_when_it_moves
     cfg = make_config(train={"max_steps": 400, "save_steps": 1000})
     run_dir = cfg.parent
     proc = subprocess.Popen([sys.executable, "-m", "engine.train", "--config", str(cfg)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_event(run_dir, lambda e: e.get("kind") == "train" and e["step"] >= 2)
         assert summarize(run_dir).status == "running"
@@ -148,6 +148,12 @@ def test_a_worker_that_stops_writing_is_shown_stalled_and_recovers_when_it_moves
         proc.send_signal(signal.SIGCONT)
         wait_for_event(run_dir, lambda e: e.get("kind") == "train", reader=follower.reader)
         assert summarize(run_dir).status == "running"
+        # Stop works on a hung worker too: it is woken, saves a checkpoint and ends "stopped".
+        proc.send_signal(signal.SIGSTOP)
+        assert launcher.stop(run_dir, grace_s=60, wait=True)
+        assert proc.wait(timeout=10) == 0
+        s = summarize(run_dir)
+        assert s.status == "stopped" and s.checkpoints, s
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
