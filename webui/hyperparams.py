@@ -9,6 +9,9 @@ LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.batch_s
         "train.scheduler", "train.warmup_ratio", "train.weight_decay"]
 RIGHT = ["train.max_grad_norm", "train.seed", "train.logging_steps", "train.save_steps", "train.eval_steps",
          "train.save_total_limit", "train.gradient_checkpointing"]
+# Several GPUs or machines (torchrun); folded away: most runs use one process.
+DIST = ["distributed.nproc_per_node", "distributed.strategy", "distributed.cpu_offload", "distributed.backend",
+        "distributed.nnodes", "distributed.master_addr", "distributed.master_port", "distributed.node_rank"]
 
 
 def build(state: gr.State) -> list[fields.FieldWidget]:
@@ -18,4 +21,8 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
             left = fields.build(LEFT, cfg)
         with gr.Column(scale=1):
             right = fields.build(RIGHT, cfg)
-    return left + right
+    with gr.Accordion("Several GPUs / machines", open=cfg.distributed.nproc_per_node * cfg.distributed.nnodes > 1):
+        gr.Markdown("More than one process starts the run under torchrun; for a cluster, "
+                    "`python app.py launch-script CONFIG --nodes N` writes a SLURM file.")
+        dist = fields.build(DIST, cfg)
+    return left + right + dist
