@@ -95,7 +95,7 @@ def _start_in(tmp_path: Path, model: Path, run_name: str, **train) -> S.RunState
 
 def test_a_worker_killed_mid_step_shows_failed_within_seconds_and_resume_from_the_ui_finishes(
         tmp_path, tiny_model_dir):
-    st = S.start(_start_in(tmp_path, tiny_model_dir, "killed", max_steps=30, save_steps=4))
+    st = S.start(_start_in(tmp_path, tiny_model_dir, "killed", max_steps=14, save_steps=4))
     run_dir = Path(st.run_dir)
     follower = RunFollower.of(run_dir)
     try:
@@ -123,7 +123,7 @@ def test_a_worker_killed_mid_step_shows_failed_within_seconds_and_resume_from_th
     wait_for_event(run_dir, lambda e: e.get("status") in ("finished", "failed"), timeout=300,
                    reader=EventReader(run_dir / "events.jsonl"))
     evts = read_all(run_dir / "events.jsonl")
-    assert evts[-1]["status"] == "finished" and evts[-1]["step"] == 30, evts[-3:]
+    assert evts[-1]["status"] == "finished" and evts[-1]["step"] == 14, evts[-3:]
     assert any(e.get("what") == "resuming" for e in evts)
     assert summarize(run_dir).status == "finished"
 
