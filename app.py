@@ -131,7 +131,6 @@ def cmd_ui(argv: list[str]) -> int:
     ap.add_argument("--auth", metavar="USER:PASSWORD", help="require a login (needed to serve beyond 127.0.0.1)")
     ap.add_argument("--insecure", action="store_true", help="serve beyond 127.0.0.1 without a login (not advised)")
     a = ap.parse_args(argv)
-    from webui.app import launch
     auth = None
     if a.auth:
         user, _, pw = a.auth.partition(":")
@@ -143,6 +142,7 @@ def cmd_ui(argv: list[str]) -> int:
                  "add --auth USER:PASSWORD, or --insecure if you really mean it")
     if a.insecure and not auth:
         print("WARNING: serving without a login on", a.host, file=sys.stderr)
+    from webui.app import launch  # after the checks: a refused address costs no Gradio import
     launch(host=a.host, port=a.port, auth=auth, insecure=a.insecure)
     return 0
 

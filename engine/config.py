@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,14 @@ def choices(tp: Any) -> Optional[tuple]:
 
 _MISSING = object()
 
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 120, 120, 3, 6, 6
+
+
+def _show(value: Any) -> str:
+    """A value as an error message quotes it: shortened, and safe for deeply nested or enormous input."""
+    return _REPR.repr(value)
+
 
 def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
     """Check ``value`` against ``tp``; return it (ints widen to floats). Appends to problems on error."""
@@ -259,7 +268,7 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
-            problems.append(f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+            problems.append(f"{key}: {_show(value)} is not one of {', '.join(map(repr, allowed))}")
             return _MISSING
         return value
     if origin is Union:
@@ -274,12 +283,12 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             out = _coerce(value, a, key, trial)
             if not trial:
                 return out
-        problems.append(f"{key}: expected {type_name(tp)}, got {type(value).__name__} {value!r}")
+        problems.append(f"{key}: expected {type_name(tp)}, got {type(value).__name__} {_show(value)}")
         return _MISSING
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            problems.append(f"{key}: expected a list of {type_name(inner)}, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected a list of {type_name(inner)}, got {type(value).__name__} {_show(value)}")
             return _MISSING
         out = []
         for i, item in enumerate(value):
@@ -295,28 +304,28 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
                 for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            problems.append(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected true or false, got {type(value).__name__} {_show(value)}")
             return _MISSING
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            problems.append(f"{key}: expected a whole number, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected a whole number, got {type(value).__name__} {_show(value)}")
             return _MISSING
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected a number, got {type(value).__name__} {_show(value)}")
             return _MISSING
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
-            problems.append(f"{key}: must be a finite number, got {value!r}")
+            problems.append(f"{key}: must be a finite number, got {_show(value)}")
             return _MISSING
         return value
     if tp is str:
         if not isinstance(value, str):
-            problems.append(f"{key}: expected text, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected text, got {type(value).__name__} {_show(value)}")
             return _MISSING
         return value
     raise TypeError(f"unsupported config type {tp!r} at {key}")
@@ -326,11 +335,11 @@ def _check_range(key: str, value: Any, meta: dict, problems: list[str]) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     if "min" in meta and value < meta["min"]:
-        problems.append(f"{key}: must be at least {meta['min']}, got {value!r}")
+        problems.append(f"{key}: must be at least {meta['min']}, got {_show(value)}")
     if "min_exclusive" in meta and value <= meta["min_exclusive"]:
-        problems.append(f"{key}: must be greater than {meta['min_exclusive']}, got {value!r}")
+        problems.append(f"{key}: must be greater than {meta['min_exclusive']}, got {_show(value)}")
     if "max" in meta and value > meta["max"]:
-        problems.append(f"{key}: must be at most {meta['max']}, got {value!r}")
+        problems.append(f"{key}: must be at most {meta['max']}, got {_show(value)}")
 
 
 def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
@@ -338,7 +347,7 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
         data = {}
     if not isinstance(data, dict):
         problems.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping of fields, got "
-                        f"{type(data).__name__} {data!r}")
+                        f"{type(data).__name__} {_show(data)}")
         return cls()
     hints = _hints(cls)
     names = {f.name: f for f in dataclasses.fields(cls)}
@@ -383,7 +392,7 @@ def from_dict(data: Any, check_files: bool = True, root: Path | None = None) -> 
         raise ConfigError([f"config: expected a mapping of sections, got {type(data).__name__}"])
     version = data.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
-        problems.append(f"schema_version: {version!r} is newer than this Whetstone understands "
+        problems.append(f"schema_version: {_show(version)} is newer than this Whetstone understands "
                         f"({SCHEMA_VERSION}); upgrade Whetstone")
     cfg = _build(RunConfig, migrate(data), "", problems)
     problems += semantic_problems(cfg, check_files=check_files, root=root)
@@ -396,7 +405,7 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
     """Problems that involve more than one field, or the file system."""
     p: list[str] = []
     if cfg.output.run_name and not RUN_NAME_RE.match(cfg.output.run_name):
-        p.append(f"output.run_name: {cfg.output.run_name!r} may only hold letters, digits, '.', '_' and '-' "
+        p.append(f"output.run_name: {_show(cfg.output.run_name)} may only hold letters, digits, '.', '_' and '-' "
                  "(no slashes or '..'), starting with a letter or digit")
     if cfg.output.run_name in (".", ".."):
         p.append("output.run_name: may not be '.' or '..'")
@@ -419,13 +428,13 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
                  "eval_datasets to hold out a share of the training rows)")
     targets = cfg.method.lora.targets
     if isinstance(targets, str) and targets != "all":
-        p.append(f"method.lora.targets: {targets!r} must be 'all' or a list of module names")
+        p.append(f"method.lora.targets: {_show(targets)} must be 'all' or a list of module names")
     if isinstance(targets, list) and (not targets or not all(t.strip() for t in targets)):
         p.append("method.lora.targets: the list must name at least one module, with no empty names")
     if cfg.method.finetuning == "qlora" and cfg.model.quantization == "8bit":
         p.append("model.quantization: qlora uses 4-bit weights; set it to '4bit' or 'none' (qlora sets 4bit)")
     if cfg.method.stage not in IMPLEMENTED_STAGES:
-        p.append(f"method.stage: {cfg.method.stage!r} is not implemented yet; use one of "
+        p.append(f"method.stage: {_show(cfg.method.stage)} is not implemented yet; use one of "
                  f"{', '.join(IMPLEMENTED_STAGES)}")
     from engine.distributed import config_problems  # light: stdlib only
     p += config_problems(cfg)
@@ -454,8 +463,8 @@ def to_yaml(cfg: RunConfig) -> str:
 def from_yaml(text: str, check_files: bool = True) -> RunConfig:
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError([f"config: not valid YAML: {e}"]) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ConfigError([f"config: not valid YAML: {str(e)[:300] or 'nested too deeply'}"]) from None
     return from_dict(data if data is not None else {}, check_files=check_files)
 
 
@@ -469,8 +478,8 @@ def load(path: str | Path, overrides: list[str] = (), check_files: bool = True) 
         raise ConfigError([f"config: cannot read {path}: {e}"]) from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError([f"config: {path} is not valid YAML: {e}"]) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ConfigError([f"config: {path} is not valid YAML: {str(e)[:300] or 'nested too deeply'}"]) from None
     data = data if data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError([f"config: {path} must hold a mapping of sections"])

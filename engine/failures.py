@@ -34,8 +34,10 @@ def explain(e: BaseException, cfg: RunConfig | None = None) -> str:
     if name in ("ConfigError", "DataError", "ModelLoadError", "MethodError", "TemplateError", "EncodeError",
                 "QuantizationError"):
         return msg
-    if isinstance(e, OSError) and ("no space left" in low or getattr(e, "errno", None) == 28):
-        return "The disk is full: free some space (old runs in saves/, checkpoints) and resume the run."
+    if _disk_full(e):
+        return ("The disk is full, or a file grew past the size this system allows, while writing: "
+                f"{msg.splitlines()[0][:200]}. Free some space (old runs in saves/, their checkpoints) or raise "
+                "the file-size limit, then Resume: the run continues from its last complete checkpoint.")
     if isinstance(e, PermissionError):
         return f"Cannot write: {msg}. Check the permissions of the saves folder."
     if any(k in low for k in PEER_LOST):
@@ -43,3 +45,23 @@ def explain(e: BaseException, cfg: RunConfig | None = None) -> str:
                 "so the others could not go on. Its own error is in the run's stdout.log. Resume continues from the "
                 f"last checkpoint. (Details: {msg[:300]})")
     return f"{name}: {msg}"
+
+
+# ENOSPC (28), EFBIG (27), EDQUOT (122): the write failed for lack of room, not for a bug. torch.save,
+# safetensors and tokenizers wrap the OSError in their own exceptions, so their texts are matched too.
+_DISK_ERRNOS = {28, 27, 122}
+_DISK_WORDS = ("no space left", "file too large", "filetoolarge", "storagefull", "disk quota",
+               "os { code: 28", "os { code: 27", "file write failed", "unexpected pos")
+
+
+def _disk_full(e: BaseException) -> bool:
+    seen = 0
+    while e is not None and seen < 10:
+        if getattr(e, "errno", None) in _DISK_ERRNOS:
+            return True
+        low = str(e).lower()
+        if any(w in low for w in _DISK_WORDS):
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False

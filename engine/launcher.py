@@ -20,7 +20,7 @@ from typing import Optional
 from engine import config as C
 from engine import distributed
 from engine.paths import REPO, saves_dir
-from engine.runs import WORKER_FILE, _proc_start_time, list_runs, worker_alive
+from engine.runs import WORKER_FILE, _proc_start_time, inside, list_runs, worker_alive
 
 STOP_GRACE_S = 120.0  # SIGTERM first (the worker saves a checkpoint), SIGKILL after this
 
@@ -76,7 +76,7 @@ def create_run(cfg: C.RunConfig) -> Path:
     name = cfg.output.run_name or new_run_name(cfg)
     cfg = C.replace(cfg, "output.run_name", name)
     run_dir = saves / name
-    if run_dir.exists():
+    if os.path.lexists(run_dir):
         raise LaunchError(f"A run named {name!r} already exists in {saves}; pick another output.run_name, "
                           "or Resume that run.")
     tmp = saves / f".tmp-{name}-{os.getpid()}"
@@ -103,6 +103,7 @@ def _spawn(run_dir: Path) -> subprocess.Popen:
 
 def start(cfg: C.RunConfig) -> Path:
     """Start a new run in the background; returns its folder. Refuses while another run is going."""
+    C.from_dict(C.to_dict(cfg))  # a bad config is refused before anything (even the lock file) is written
     saves = saves_dir(cfg.output.saves_dir)
     with _saves_lock(saves):
         busy = active_run(saves)
@@ -117,6 +118,9 @@ def start(cfg: C.RunConfig) -> Path:
 def resume(run_dir: str | Path) -> Path:
     """Start the worker again on an existing run; it continues from its last checkpoint."""
     run_dir = Path(run_dir)
+    if not inside(run_dir.parent, run_dir):
+        raise LaunchError(f"{run_dir} is not a run folder (a symlink, or not a folder): runs live in real "
+                          "folders inside the saves folder.")
     if not (run_dir / "config.yaml").is_file():
         raise LaunchError(f"{run_dir} is not a run folder (no config.yaml).")
     with _saves_lock(run_dir.parent):
@@ -141,6 +145,7 @@ def stop(run_dir: str | Path, grace_s: float = STOP_GRACE_S, wait: bool = False)
     pid = int(info.get("pgid") or info["pid"])
     try:
         os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGCONT)  # a paused (stalled) worker wakes up to handle the stop
     except ProcessLookupError:
         return False
 

@@ -51,6 +51,12 @@ def is_model_folder(p: Path) -> bool:
     return p.is_dir() and (p / "config.json").is_file()
 
 
+def pickle_only(folder: Path) -> bool:
+    """A model folder whose weights exist only as pickles (pytorch_model*.bin, *.pt), no safetensors."""
+    has_pickle = any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth"))
+    return has_pickle and not any(folder.glob("*.safetensors"))
+
+
 def local_models() -> list[str]:
     found = []
     for d in local_model_dirs():
@@ -94,6 +100,10 @@ def problem(name: str) -> str | None:
             return f"{name!r} is a file, not a model folder (expected a folder with config.json)"
         if not is_model_folder(p):
             return f"{name!r} is a folder without config.json: not a Hugging Face model folder"
+        if pickle_only(p):
+            return (f"{name!r} has only pickle (.bin / .pt) weights, which can run code when loaded; Whetstone "
+                    "loads safetensors only. Convert it once where you trust it "
+                    "(model.save_pretrained(dir, safe_serialization=True)) and pick the new folder")
         return None
     if looks_like_path(name) or name.startswith(("/", "./", "../", "~")):
         return f"no folder at {name!r}; give an existing model folder, a hub id (org/name) or a listed name"

@@ -16,7 +16,29 @@ import yaml
 from engine.events import EVENTS_FILE, EventReader
 
 WORKER_FILE = "worker.json"
-STALL_SECONDS = 300.0
+STALL_SECONDS = 300.0  # a live worker silent this long while training is reported "stalled"
+STALL_ENV = "WHETSTONE_STALL_SECONDS"
+
+
+def stall_seconds() -> float:
+    """The stall threshold: WHETSTONE_STALL_SECONDS when set to a positive number, else STALL_SECONDS."""
+    try:
+        v = float(os.environ.get(STALL_ENV, ""))
+    except ValueError:
+        return STALL_SECONDS
+    return v if v > 0 else STALL_SECONDS
+
+
+def is_stalled(status: str, alive: bool, last_event_t: Optional[float], now: Optional[float] = None) -> bool:
+    """A live worker in the middle of training that has written nothing for longer than the threshold."""
+    import time
+    now = time.time() if now is None else now
+    return alive and status in ("running", "checkpoint") and last_event_t is not None and \
+        now - last_event_t > stall_seconds()
+
+
+STALLED_REASON = ("The worker is alive but has written nothing for {s:.0f} s: it may be hung (stuck disk or "
+                  "network, a paused process, a deadlock). Stop it and Resume from the last checkpoint.")
 
 
 @dataclass
@@ -129,18 +151,40 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
             s.status = "failed"
             s.reason = s.reason or ("The worker process died without a word (killed, or out of host memory). "
                                     "Resume from the last checkpoint, or lower batch_size / cutoff_len.")
-    elif s.alive and s.updated is not None:
+    elif is_stalled(s.status, s.alive, s.updated):
         import time
-        if time.time() - s.updated > STALL_SECONDS and s.status == "running":
-            s.status = "stalled"
+        s.status = "stalled"
+        s.reason = STALLED_REASON.format(s=time.time() - s.updated)
     s.checkpoints = checkpoints(run_dir)
     return s
 
 
+def inside(saves: Path, run_dir: Path) -> bool:
+    """A real folder directly inside saves/: not a symlink (to elsewhere), not reached through '..'."""
+    saves, run_dir = Path(saves), Path(run_dir)
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return False
+    try:
+        return run_dir.resolve().parent == saves.resolve()
+    except OSError:
+        return False
+
+
+def run_path(saves: Path, name: str) -> Path:
+    """saves/<name> for a run name that came from outside (a browser, the API); ValueError if it escapes."""
+    from engine.config import RUN_NAME_RE
+    if not isinstance(name, str) or not RUN_NAME_RE.match(name):
+        raise ValueError(f"{name!r} is not a run name (letters, digits, '.', '_' and '-')")
+    path = Path(saves) / name
+    if not inside(saves, path):
+        raise ValueError(f"{name!r} is not a run folder inside {saves}")
+    return path
+
+
 def list_runs(saves: Path) -> list[RunSummary]:
-    """Every run in saves/, newest first."""
+    """Every run in saves/, newest first. Symlinks are ignored: a run folder is a real folder in saves/."""
     saves = Path(saves)
     if not saves.is_dir():
         return []
-    out = [s for d in saves.iterdir() if d.is_dir() and not d.name.startswith(".") and (s := summarize(d))]
+    out = [s for d in saves.iterdir() if not d.name.startswith(".") and inside(saves, d) and (s := summarize(d))]
     return sorted(out, key=lambda s: s.started or 0, reverse=True)

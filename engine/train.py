@@ -162,9 +162,10 @@ def run(config_path: Path) -> int:
 
 def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     import torch
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from engine import batching, methods, models, telemetry
+    from engine.checkpointing import AtomicCheckpointTrainer as Trainer  # checkpoints appear whole or not at all
     from engine.loss import trained_positions_loss
     from engine.data import pipeline, templates
     from engine.trainer_hooks import EventsCallback, StopOnSignal

@@ -10,6 +10,7 @@ The numbers come from engine.data.preview (no torch, no transformers in this pro
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -115,16 +116,22 @@ def show(name: Optional[str], cfg: C.RunConfig, page: int = 1, row: int = 1) -> 
 def save_upload(path: str) -> str:
     """Keep an uploaded file under data/uploads/ (a safe name, never overwriting another upload)."""
     src = Path(path)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", src.stem).strip("._") or "upload"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", src.stem).strip("._")[:80] or "upload"
     suffix = src.suffix.lower()
+    if suffix not in SUFFIXES:  # the browser's file filter is advice; a script can post anything
+        raise DataError(f"{src.name}: unsupported file type {suffix!r}; upload .json, .jsonl, .csv or .parquet")
     dest_dir = dataset_names.uploads_dir()
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{stem}{suffix}"
     n = 1
-    while dest.exists() and dest.read_bytes() != src.read_bytes():
+    # Never write through a symlink planted in the uploads folder: a taken name (link or different
+    # content) moves on to the next, and the copy lands under a temporary name renamed into place.
+    while os.path.lexists(dest) and (dest.is_symlink() or dest.read_bytes() != src.read_bytes()):
         n += 1
         dest = dest_dir / f"{stem}-{n}{suffix}"
-    shutil.copyfile(src, dest)
+    tmp = dest_dir / f".{dest.name}.{os.getpid()}.tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
     return str(dest)
 
 
@@ -193,7 +200,11 @@ def wire(panel: PreviewPanel, state: gr.State, datasets_widget: Optional[gr.comp
         def on_upload(path, current):
             if not path:
                 return gr.update(), gr.update()
-            kept = save_upload(path)
+            try:
+                kept = save_upload(path)
+            except DataError as e:
+                gr.Warning(str(e))
+                return gr.update(), gr.update()
             current = list(current or [])
             try:
                 preview.load(kept, C.RunConfig())

@@ -28,11 +28,12 @@ class ConfigViews:
 
 def problems_markdown(st: S.RunState) -> str:
     found = S.problems(st)
+    warn = "".join(f"\n\n⚠️ **Warning:** {html.escape(w)}" for w in S.warnings(st))
     if not found:
-        return ""
+        return warn.strip()
     items = "\n".join(f"- `{p.split(':', 1)[0]}`:{html.escape(p.split(':', 1)[1]) if ':' in p else ''}"
                       for p in found)
-    return f"**Fix before starting:**\n{items}"
+    return f"**Fix before starting:**\n{items}" + warn
 
 
 @dataclass

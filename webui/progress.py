@@ -6,6 +6,7 @@ import html
 import time
 from typing import Optional
 
+from engine import runs
 from webui.live import RunSeries
 
 STATUS_COLORS = {
@@ -45,6 +46,9 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
     if status in ("starting", "loading", "running", "checkpoint") and not alive and series.last_t is not None \
             and now - series.last_t > 5:
         status = "failed" if not series.error else status  # the worker vanished without an end event
+    stalled = runs.is_stalled(status, alive, series.last_t, now)
+    if stalled:
+        status = "stalled"
     color = STATUS_COLORS.get(status, "#6b7280")
     total = series.total_steps
     pct = min(100.0, 100.0 * series.step / total) if total else 0.0
@@ -65,7 +69,9 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
     ]
     if loss is not None:
         parts.append(f"<span>loss {loss:.4f}</span>")
-    if series.detail and not series.error:
+    if stalled:
+        parts.append(f"<span class='ws-stalled'>{html.escape(runs.STALLED_REASON.format(s=now - series.last_t))}</span>")
+    elif series.detail and not series.error:
         parts.append(f"<span class='ws-muted'>{html.escape(series.detail)}</span>")
     return (f"<div class='ws-progress' data-status='{html.escape(status)}' data-step='{series.step}'>"
             f"<div class='ws-progress-line'>{' '.join(parts)}</div>"

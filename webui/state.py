@@ -76,6 +76,19 @@ def problems(state: RunState) -> list[str]:
     return []
 
 
+TRUST_REMOTE_CODE_WARNING = ("model.trust_remote_code is on: Python files that ship with this model will run "
+                             "inside the training worker with your user's rights (files, keys, network). Leave it "
+                             "off unless you have read that code or trust its authors.")
+
+
+def warnings(state: RunState) -> list[str]:
+    """Settings that are allowed but risky, said out loud before Start."""
+    out = []
+    if state.config.model.trust_remote_code:
+        out.append(TRUST_REMOTE_CODE_WARNING)
+    return out
+
+
 def start(state: RunState) -> RunState:
     """Write saves/<run>/config.yaml and launch the worker. Raises ConfigError or LaunchError."""
     cfg = C.replace(state.config, "output.run_name", state.config.output.run_name.strip())

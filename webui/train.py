@@ -200,7 +200,10 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
     def on_pick(name: Optional[str], st: S.RunState, watch: Watch) -> dict:
         if not name:
             return {}
-        run_dir = S.saves_path(st) / name
+        try:
+            run_dir = runs.run_path(S.saves_path(st), name)
+        except ValueError as e:
+            return {p.message: f"**Not shown.** {e}"}
         new = S.watching(st, run_dir)
         try:
             cfg = C.load(run_dir / "config.yaml", check_files=False)
@@ -212,7 +215,9 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
         return {**form.render(new), watch_state: watch, p.message: note, **panel_updates(p, new, watch)}
 
     def on_compare(names: list[str], st: S.RunState, watch: Watch) -> dict:
-        keep = {n: watch.overlays.get(n) or RunFollower.of(S.saves_path(st) / n) for n in names or []}
+        saves = S.saves_path(st)
+        names = [n for n in names or [] if n in watch.overlays or runs.inside(saves, saves / str(n))]
+        keep = {n: watch.overlays.get(n) or RunFollower.of(saves / n) for n in names}
         for f in keep.values():
             f.poll()
         watch = dataclasses.replace(watch, overlays=keep)

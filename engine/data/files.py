@@ -190,7 +190,11 @@ def read_file(path: str | Path) -> list[SourceRow]:
     if suffix == ".parquet":
         return _parquet(path)
     text = read_text(path)
-    return {".json": _json, ".jsonl": _jsonl, ".csv": _csv}[suffix](text, path)
+    try:
+        return {".json": _json, ".jsonl": _jsonl, ".csv": _csv}[suffix](text, path)
+    except RecursionError:  # JSON nested ~1000 levels deep: no dataset is; Python's parser gives up
+        raise DataError(f"{path}: nests lists/objects too deeply to read (hundreds of levels); the file is damaged "
+                        "or not a dataset") from None
 
 
 def read_folder(path: str | Path) -> list[SourceRow]:

@@ -1,0 +1,96 @@
+"""Checkpoints that are either whole or absent: written under a temporary name, then renamed.
+
+The Hugging Face Trainer writes `checkpoint-N/` file by file in place, so a full disk, a file-size
+limit or a kill in the middle of a save leaves a half-written folder that looks like a checkpoint.
+`AtomicCheckpointTrainer` saves into `checkpoints/.saving-checkpoint-N/checkpoint-N/`, flushes every
+file to disk, renames the folder to `checkpoints/checkpoint-N` (one atomic rename on the same file
+system), and only then rotates old checkpoints away. A save that fails part-way leaves the previous
+checkpoints untouched; the next worker on the run sweeps the leftover `.saving-*` folder.
+
+Heavy module (imports transformers).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+STAGING_PREFIX = ".saving-"
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Push every file (and the folders holding them) to disk before the rename makes them visible."""
+    for root, _dirs, names in os.walk(folder):
+        for n in names:
+            fd = os.open(os.path.join(root, n), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(src: Path, dst: Path) -> None:
+    """Make the complete folder `src` appear as `dst` in one rename (replacing an older `dst` if any)."""
+    _fsync_tree(src)
+    old = None
+    if dst.exists():  # the same step saved again: move the old one aside, never leave dst missing for long
+        old = dst.with_name(f"{STAGING_PREFIX}old-{dst.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        dst.rename(old)
+    src.rename(dst)
+    _fsync_dir(dst.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_staging(checkpoints_dir: Path) -> None:
+    """Remove what an interrupted save left behind (never a published checkpoint)."""
+    if checkpoints_dir.is_dir():
+        for p in checkpoints_dir.iterdir():
+            if p.name.startswith(STAGING_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+class AtomicCheckpointTrainer(Trainer):
+    """A Trainer whose checkpoints appear whole or not at all."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._staging_root: str | None = None
+        if self.args.should_save:
+            sweep_staging(Path(self.args.output_dir))
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging_root or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        final_root = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = final_root / f"{STAGING_PREFIX}{name}"
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staging_root = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)  # writes staging/checkpoint-N, file by file
+        finally:
+            self._staging_root = None
+        self.accelerator.wait_for_everyone()  # every rank's shards are written before the rename
+        if self.args.should_save:
+            publish(staging / name, final_root / name)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(output_dir=str(final_root), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()

@@ -1,0 +1,60 @@
+"""Out of memory: the run fails with the reason and the setting to lower, and the memory is given back.
+
+The real one needs a CUDA GPU (the H100): the test takes most of the GPU's memory itself, so the
+worker's first steps really run out. Without a GPU it skips, saying so; the plain-words message is
+checked on CPU with the exception type PyTorch raises.
+"""
+from __future__ import annotations
+
+import pytest
+
+from engine import config as C
+from engine.events import read_all
+from engine.failures import explain
+from engine.runs import summarize
+from tests.conftest import run_worker
+
+
+def test_an_out_of_memory_error_names_the_settings_to_lower():
+    import torch
+    cfg = C.replace(C.replace(C.RunConfig(), "train.batch_size", 16), "data.cutoff_len", 2048)
+    msg = explain(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), cfg)
+    assert msg.startswith("Out of memory.")
+    for words in ("train.batch_size (e.g. 16 -> 8)", "train.grad_accum", "train.gradient_checkpointing",
+                  "data.cutoff_len (now 2048)", "qlora"):
+        assert words in msg, (words, msg)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU: a real out-of-memory is triggered on the H100; "
+                                        "this machine has none")
+def test_a_real_cuda_out_of_memory_fails_the_run_in_plain_words_and_frees_the_gpu(make_config, default_model_dir):
+    import torch
+    free, _total = torch.cuda.mem_get_info()
+    # Leave the worker ~1.5 GiB: enough for its CUDA context and the 135M model's weights, not for full
+    # fine-tuning's gradients and AdamW state (~2 GiB more) plus activations at batch 64.
+    hog = torch.empty(max(0, free - int(1.5 * 2 ** 30)), dtype=torch.uint8, device="cuda")
+    try:
+        cfg = make_config(model={"name_or_path": str(default_model_dir), "dtype": "fp32"},
+                          method={"finetuning": "full"}, data={"cutoff_len": 512},
+                          train={"max_steps": 3, "batch_size": 64, "packing": False})
+        out = run_worker(cfg, timeout=600)
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    assert out.returncode == 1, out.stderr[-3000:]
+    err = [e for e in read_all(cfg.parent / "events.jsonl") if e["kind"] == "error"][-1]
+    assert err["message"].startswith("Out of memory."), err["message"]
+    assert "train.batch_size" in err["message"] and "gradient_checkpointing" in err["message"]
+    s = summarize(cfg.parent)
+    assert s.status == "failed" and s.reason == err["message"]
+    free_after, _ = torch.cuda.mem_get_info()
+    assert free_after >= free - 2 ** 30, "the worker's GPU memory was given back when it exited"
