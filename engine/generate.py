@@ -27,7 +27,10 @@ def load_run(run_dir: str | Path | None, base: str | None = None):
     cfg = C.load(cfg_path, check_files=False) if cfg_path.is_file() else C.load(run_dir / "config.yaml",
                                                                                check_files=False)
     tok = models.load_tokenizer(cfg, str(out))
-    if (out / "adapter_config.json").is_file():
+    from engine import bottleneck
+    if bottleneck.is_bottleneck_folder(out):
+        model = bottleneck.load(models.load_model(cfg), out)
+    elif (out / "adapter_config.json").is_file():
         from peft import PeftModel
         base_model = models.load_model(cfg, quantize=models.quantization_of(cfg) != "none")
         model = PeftModel.from_pretrained(base_model, str(out))

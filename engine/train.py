@@ -65,12 +65,15 @@ def pad_collate(pad_id: int):
     return collate
 
 
-def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
+def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_class=None, extra=None):
+    """The Trainer arguments; args_class / extra: the stage's TrainingArguments subclass (trl) and its fields."""
     import torch
     from transformers import TrainingArguments
+
+    from engine.optimizers import hf_optim
     t = cfg.train
     cuda = torch.cuda.is_available()
-    return TrainingArguments(
+    return (args_class or TrainingArguments)(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
@@ -102,6 +105,8 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
         save_only_model=False,
+        optim=hf_optim(cfg),
+        **(extra or {}),
     )
 
 
@@ -112,7 +117,8 @@ def save_final(model, tokenizer, cfg: C.RunConfig, run_dir: Path, resolved: dict
     final = run_dir / name
     tmp = run_dir / f".tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    from engine.methods import save_kwargs
+    model.save_pretrained(tmp, safe_serialization=True, **save_kwargs(model, run_dir))
     tokenizer.save_pretrained(tmp)  # carries the chat template used in training
     C.save(cfg, tmp / "whetstone_config.yaml")
     (tmp / "whetstone_resolved.json").write_text(json.dumps(resolved, indent=1, default=str))
@@ -154,9 +160,9 @@ def run(config_path: Path) -> int:
 
 def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     import torch
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
-    from engine import methods, models, telemetry
+    from engine import methods, models, stages, telemetry
     from engine.data import pipeline, templates
     from engine.trainer_hooks import EventsCallback, StopOnSignal
 
@@ -170,7 +176,10 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     dtype = models.pick_dtype(cfg)
 
     events.status("loading", 0, what="data")
-    train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
+    if stages.uses_pairs(cfg):  # preference / reward stages read prompt, chosen, rejected rows
+        train_rows, val_rows, report = stages.pair_rows(cfg)
+    else:
+        train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
     events.write("data", 0, rows=report.rows, kept=report.kept, truncated=report.truncated,
                  dropped_long=report.dropped_long, dropped_no_target=report.dropped_no_target,
                  train_rows=report.train, val_rows=report.val, formats=report.formats)
@@ -181,12 +190,12 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     model = models.load_model(cfg, path)
     if cfg.train.gradient_checkpointing:
         model.config.use_cache = False
-    model = methods.apply(model, cfg)
+    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
 
-    args = training_args(cfg, run_dir, bool(val_rows), dtype)
+    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     resolved = {
         "model_path": path, "dtype": str(dtype).replace("torch.", ""),
         "quantization": models.quantization_of(cfg),
@@ -203,9 +212,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
 
     stopper = StopOnSignal(flag)
-    trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows or None,
-                      data_collator=pad_collate(tokenizer.pad_token_id), processing_class=tokenizer,
-                      callbacks=[EventsCallback(events, run_dir), stopper])
+    trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
+                                   [EventsCallback(events, run_dir), stopper], pad_collate(tokenizer.pad_token_id))
     ckpts = checkpoints(run_dir)
     resume_from = ckpts[-1] if ckpts else None
     if resume_from:

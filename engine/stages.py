@@ -1,0 +1,137 @@
+"""Training stages: which trainer runs, on which rows. pt and sft use the Hugging Face Trainer on the
+rows engine.data builds; dpo, orpo, simpo, kto and rm use trl 1.x's trainers on prompt / chosen /
+rejected rows (rendered through the tokenizer's chat template by trl, as conversations).
+
+trl 1.x map: dpo -> trl.DPOTrainer; simpo -> trl.experimental.cpo.CPOTrainer (loss_type simpo,
+cpo_alpha 0); orpo -> trl.experimental.orpo.ORPOTrainer; kto -> trl.KTOTrainer (each pair becomes one
+good and one bad example); rm -> trl.RewardTrainer on a sequence-classification head. PPO was removed
+from trl 1.x, so the config refuses it. Heavy module.
+"""
+from __future__ import annotations
+
+from engine.config import RunConfig
+from engine.method_config import PREFERENCE_STAGES
+
+PAIR_STAGES = PREFERENCE_STAGES + ("rm",)
+
+
+def uses_pairs(cfg: RunConfig) -> bool:
+    return cfg.method.stage in PAIR_STAGES
+
+
+def args_class(cfg: RunConfig):
+    """(TrainingArguments subclass, extra keyword arguments) for the stage."""
+    s, p, n = cfg.method.stage, cfg.method.pref, cfg.data.cutoff_len
+    if s == "dpo":
+        from trl import DPOConfig
+        return DPOConfig, dict(beta=p.beta, loss_type=[p.dpo_loss], max_length=n)
+    if s == "simpo":
+        from trl.experimental.cpo import CPOConfig
+        return CPOConfig, dict(beta=p.beta, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=p.simpo_gamma,
+                               max_length=n)
+    if s == "orpo":
+        from trl.experimental.orpo import ORPOConfig
+        return ORPOConfig, dict(beta=p.beta, max_length=n)
+    if s == "kto":
+        from trl import KTOConfig
+        return KTOConfig, dict(beta=p.beta, desirable_weight=p.kto_desirable_weight,
+                               undesirable_weight=p.kto_undesirable_weight, max_length=n)
+    if s == "rm":
+        from trl import RewardConfig
+        return RewardConfig, dict(max_length=n)
+    from transformers import TrainingArguments
+    return TrainingArguments, {}
+
+
+def total_steps(cfg: RunConfig, n_rows: int) -> int:
+    """Optimizer steps the run will take (AdaLoRA's schedule needs it before training)."""
+    import math
+    if cfg.train.max_steps:
+        return cfg.train.max_steps
+    per_epoch = max(1, math.ceil(n_rows / cfg.train.batch_size) // cfg.train.grad_accum)
+    return max(1, math.ceil(per_epoch * cfg.train.epochs))
+
+
+def _pair(row: dict, where: str) -> tuple[str, str, str]:
+    missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str) or not row[k].strip()]
+    if missing:
+        from engine.data.formats import DataError
+        raise DataError(f"{where}: preference rows need text in prompt, chosen and rejected; "
+                        f"{', '.join(missing)} missing or empty")
+    return row["prompt"], row["chosen"], row["rejected"]
+
+
+def pair_rows(cfg: RunConfig):
+    """(train, val, report) of conversational preference rows for the stage (trl's dict format)."""
+    import random
+
+    from engine.data import formats
+    from engine.data.pipeline import DataReport
+    report, out = DataReport(), []
+    for name in cfg.data.datasets:
+        source, rows = formats.read_rows(name)
+        rows = rows[: cfg.data.max_samples] if cfg.data.max_samples else rows
+        report.rows += len(rows)
+        report.formats[name] = "preference"
+        for i, row in enumerate(rows):
+            prompt, chosen, rejected = _pair(row, f"{source}, row {i}")
+            user = [{"role": "user", "content": prompt}]
+            if cfg.method.stage == "kto":  # unpaired: one good and one bad example per pair
+                out.append({"prompt": user, "completion": [{"role": "assistant", "content": chosen}], "label": True})
+                out.append({"prompt": user, "completion": [{"role": "assistant", "content": rejected}],
+                            "label": False})
+            else:
+                out.append({"prompt": user, "chosen": [{"role": "assistant", "content": chosen}],
+                            "rejected": [{"role": "assistant", "content": rejected}]})
+    random.Random(cfg.train.seed).shuffle(out)
+    n_val = max(1, min(int(round(len(out) * cfg.data.val_size)), len(out) - 1)) if cfg.data.val_size > 0 else 0
+    val, train = out[:n_val], out[n_val:]
+    report.kept, report.train, report.val = len(out), len(train), len(val)
+    return train, val, report
+
+
+def _trainer_class(cfg: RunConfig):
+    s = cfg.method.stage
+    if s == "dpo":
+        from trl import DPOTrainer as T
+    elif s == "simpo":
+        from trl.experimental.cpo import CPOTrainer as T
+    elif s == "orpo":
+        from trl.experimental.orpo import ORPOTrainer as T
+    elif s == "kto":
+        from trl import KTOTrainer as T
+    elif s == "rm":
+        from trl import RewardTrainer as T
+    else:
+        from transformers import Trainer as T
+    if cfg.method.finetuning == "bottleneck":
+        from engine.bottleneck import trainer_class
+        T = trainer_class(T)
+    return T
+
+
+def callbacks(cfg: RunConfig, model) -> list:
+    """Callbacks a method needs (AdaLoRA re-allocates its ranks after every optimizer step)."""
+    if cfg.method.finetuning != "adalora":
+        return []
+    from transformers import TrainerCallback
+
+    class AdaLoraRankAllocation(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kw):
+            model.base_model.update_and_allocate(state.global_step)
+
+    return [AdaLoraRankAllocation()]
+
+
+def build_trainer(cfg: RunConfig, model, tokenizer, args, train_rows, val_rows, callbacks_, collate=None):
+    """The trainer for cfg.method.stage, with the method's optimizer (LoRA+) and callbacks."""
+    from engine.optimizers import loraplus
+    T = _trainer_class(cfg)
+    opt = loraplus(model, cfg)
+    kw = dict(model=model, args=args, processing_class=tokenizer, callbacks=callbacks_ + callbacks(cfg, model),
+              optimizers=(opt, None))
+    if not uses_pairs(cfg):
+        return T(train_dataset=train_rows, eval_dataset=val_rows or None, data_collator=collate, **kw)
+    from datasets import Dataset
+    return T(train_dataset=Dataset.from_list(train_rows),
+             eval_dataset=Dataset.from_list(val_rows) if val_rows else None, **kw)
