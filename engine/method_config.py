@@ -201,3 +201,31 @@ def method_problems(cfg) -> list[str]:
         p.append(f"method.finetuning: adalora needs its rank schedule driven each step, which the {stage} "
                  "trainer does not do here; use lora")
     return p
+
+
+# Which method-specific field applies to which method (the rest of a section applies to all of FIELDS_FOR's).
+_ONLY_FOR = {
+    "method.lora.rank": ("lora", "qlora"), "method.lora.use_rslora": ("lora", "qlora"),
+    "method.lora.use_dora": ("lora", "qlora"), "method.lora.init": ("lora", "qlora"),
+    "method.lora.loraplus_lr_ratio": ("lora", "qlora"),
+    "method.prompt.init_text": ("prompt",), "method.prompt.encoder_hidden_size": ("ptuning",),
+}
+
+
+def applies(key: str, cfg) -> bool | None:
+    """Whether a method-related field means anything for this config (the Method tab hides those that
+    do not); None for keys this module does not decide."""
+    ft, stage = cfg.method.finetuning, cfg.method.stage
+    if key == "model.quantization":
+        return ft in ("lora", "adalora", "ia3")  # qlora is 4-bit by definition; the others train plain weights
+    if key.startswith("method.pref."):
+        return any(key == k for k in STAGE_FIELDS.get(stage, ()))
+    if key.startswith("method.quant."):
+        return ft == "qlora" or (cfg.model.quantization == "4bit" and ft in ("lora", "adalora", "ia3"))
+    section = key.rsplit(".", 1)[0]
+    if section in ("method.lora", "method.adalora", "method.ia3", "method.prompt", "method.bottleneck",
+                   "method.freeze"):
+        if key in _ONLY_FOR:
+            return ft in _ONLY_FOR[key]
+        return section in FIELDS_FOR.get(ft, ())
+    return None

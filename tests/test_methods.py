@@ -25,6 +25,10 @@ METHODS = {
                                                                         "trainable_modules": ["mlp"],
                                                                         "extra_modules": ["norm"]}}},
     "lora-adamw8bit": {"train": {"optimizer": "adamw_8bit"}},
+    # bitsandbytes 0.50's CPU backend really trains 4-bit and 8-bit weights (slowly), so these run here too
+    "qlora": {"train": {"optimizer": "paged_adamw_8bit"}},
+    "qlora-fp4": {"method": {"finetuning": "qlora", "quant": {"type": "fp4", "double_quant": False}}},
+    "lora-8bit": {"model": {"quantization": "8bit"}},
 }
 
 
