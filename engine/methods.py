@@ -131,9 +131,7 @@ def apply(model: nn.Module, cfg: RunConfig, total_steps: int | None = None,
         if _is_quantized(model):
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
-        model = get_peft_model(model, pc)
-        if cfg.method.stage == "rm":
-            _train_score_head(model)
+        model = get_peft_model(model, pc)  # for rm, peft trains a copy of the score head (modules_to_save)
         if ft in ("lora", "qlora") and cfg.method.lora.init == "pissa" and run_dir is not None:
             # Keep the initial adapter so the final one can be converted to plain LoRA on the original base.
             model.peft_config["default"].init_lora_weights = True

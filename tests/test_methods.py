@@ -76,13 +76,25 @@ def test_method_trains_and_loads_back_for_chat(name, make_config, tiny_model_dir
         assert conf["r"] == 16 and conf["init_lora_weights"] is True
 
 
-def test_adapter_output_changes_the_model(make_config, tiny_model_dir):
-    """A loaded bottleneck adapter is really applied: its logits differ from the base model's."""
+def test_bottleneck_adapter_resumes_and_changes_the_model(make_config, tiny_model_dir):
+    """Bottleneck adapters are Whetstone's own module: their checkpoints resume, and the loaded adapter
+    really changes the model's output."""
     import torch
+    import yaml
 
     from engine.generate import load_run
-    cfg_path = make_config(**sections_for("bottleneck"))
-    train_and_check(cfg_path)
+    sections = sections_for("bottleneck")
+    sections["train"].update(max_steps=3, save_steps=3)
+    cfg_path = make_config(**sections)
+    assert run_worker(cfg_path).returncode == 0
+    data = yaml.safe_load(cfg_path.read_text())
+    data["train"]["max_steps"] = 5
+    cfg_path.write_text(yaml.safe_dump(data))
+    r = run_worker(cfg_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ev = events(cfg_path)
+    assert any(e.get("what") == "resuming" for e in ev)
+    assert [e["step"] for e in ev if e["kind"] == "train"][-2:] == [4, 5]
     tuned, tok = load_run(cfg_path.parent)
     base, _ = load_run(None, base=str(tiny_model_dir))
     ids = tok("hello there", return_tensors="pt")["input_ids"]
