@@ -121,7 +121,7 @@ def cmd_ui(argv: list[str]) -> int:
                  "add --auth USER:PASSWORD, or --insecure if you really mean it")
     if a.insecure and not auth:
         print("WARNING: serving without a login on", a.host, file=sys.stderr)
-    launch(host=a.host, port=a.port, auth=auth)
+    launch(host=a.host, port=a.port, auth=auth, insecure=a.insecure)
     return 0
 
 

@@ -89,6 +89,13 @@ class TrainConfig:
     eval_steps: int = F(50, "Compute eval loss every N steps (when there is a validation split).", min=1)
     save_total_limit: int = F(2, "Keep at most this many checkpoints (oldest deleted first).", min=1)
     gradient_checkpointing: bool = F(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
+    packing: bool = F(True,
+                      "Padding-free packing: the examples of a batch are joined into one row, positions restarting "
+                      "per example, so no compute is spent on padding and no example attends to another. Same loss "
+                      "as padded batches.")
+    trained_logits_only: bool = F(True,
+                                  "Project onto the vocabulary only at positions whose next token is trained: prompt "
+                                  "and padding logits are never materialised. Same loss, less memory and time.")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from trl 1.x, so the config refuses it. Heavy module.
 from __future__ import annotations
 
 from engine.config import RunConfig
-from engine.method_config import PREFERENCE_STAGES
+from engine.method_config import PREFERENCE_STAGES, PROMPT_LEARNING
 
 PAIR_STAGES = PREFERENCE_STAGES + ("rm",)
 
@@ -123,7 +123,26 @@ def callbacks(cfg: RunConfig, model) -> list:
     return [AdaLoraRankAllocation()]
 
 
-def build_trainer(cfg: RunConfig, model, tokenizer, args, train_rows, val_rows, callbacks_, collate=None):
+def collator(cfg: RunConfig, tokenizer):
+    """(data collator, loss function) for pt / sft. Packing and trained-positions-only logits are off for
+    prompt-learning methods: peft prepends virtual tokens and drops position ids, which would let packed
+    examples attend to each other and misalign the kept-logits mask."""
+    from engine import batching
+    from engine.loss import trained_positions_loss
+    packing, sparse = cfg.train.packing, cfg.train.trained_logits_only
+    if cfg.method.finetuning in PROMPT_LEARNING and (packing or sparse):
+        print(f"note: {cfg.method.finetuning} adds virtual tokens, so this run uses padded batches with full "
+              "logits (train.packing and train.trained_logits_only are ignored)", flush=True)
+        packing = sparse = False
+    if cfg.method.finetuning == "adalora" and sparse:
+        # AdaLoRA adds its orthogonality penalty to the model's own loss, which a custom loss would bypass.
+        sparse = False
+    collate = batching.packed(sparse) if packing else batching.padded(tokenizer.pad_token_id, sparse)
+    return collate, trained_positions_loss if sparse else None
+
+
+def build_trainer(cfg: RunConfig, model, tokenizer, args, train_rows, val_rows, callbacks_, collate=None,
+                  loss_func=None):
     """The trainer for cfg.method.stage, with the method's optimizer (LoRA+) and callbacks."""
     from engine.optimizers import loraplus
     T = _trainer_class(cfg)
@@ -131,7 +150,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, args, train_rows, val_rows, 
     kw = dict(model=model, args=args, processing_class=tokenizer, callbacks=callbacks_ + callbacks(cfg, model),
               optimizers=(opt, None))
     if not uses_pairs(cfg):
-        return T(train_dataset=train_rows, eval_dataset=val_rows or None, data_collator=collate, **kw)
+        return T(train_dataset=train_rows, eval_dataset=val_rows or None, data_collator=collate,
+                 compute_loss_func=loss_func, **kw)
     from datasets import Dataset
     return T(train_dataset=Dataset.from_list(train_rows),
              eval_dataset=Dataset.from_list(val_rows) if val_rows else None, **kw)

@@ -47,24 +47,6 @@ def write_worker_file(run_dir: Path) -> None:
     tmp.replace(run_dir / WORKER_FILE)
 
 
-def pad_collate(pad_id: int):
-    import torch
-
-    def collate(batch: list[dict]) -> dict:
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    return collate
-
-
 def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_class=None, extra=None):
     """The Trainer arguments; args_class / extra: the stage's TrainingArguments subclass (trl) and its fields."""
     import torch
@@ -102,7 +84,8 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
+        # Packed batches have no padding at all; padded ones are counted through their attention mask.
+        include_num_input_tokens_seen="all" if t.packing else "non_padding",
         disable_tqdm=True,
         save_only_model=False,
         optim=hf_optim(cfg),
@@ -188,8 +171,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         return 0
 
     model = models.load_model(cfg, path)
-    if cfg.train.gradient_checkpointing:
-        model.config.use_cache = False
+    model.config.use_cache = False  # training builds no KV cache (and packing needs none)
     model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
@@ -212,8 +194,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
 
     stopper = StopOnSignal(flag)
+    collate, loss_func = stages.collator(cfg, tokenizer)
     trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
-                                   [EventsCallback(events, run_dir), stopper], pad_collate(tokenizer.pad_token_id))
+                                   [EventsCallback(events, run_dir), stopper], collate, loss_func)
     ckpts = checkpoints(run_dir)
     resume_from = ckpts[-1] if ckpts else None
     if resume_from:

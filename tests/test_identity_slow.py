@@ -1,0 +1,40 @@
+"""The quickstart preset really teaches the embedded 135M model a new identity (CPU, a few minutes)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def held_out_questions():
+    rows = json.load(open(REPO / "data" / "identity_eval.json"))
+    train = {r["instruction"].strip().lower() for r in json.load(open(REPO / "data" / "identity.json"))}
+    qs = [r["instruction"] for r in rows]
+    assert not {q.strip().lower() for q in qs} & train, "held-out questions must not be in the training set"
+    return qs
+
+
+def ask_all(run_dir):
+    from engine.generate import answer, load_run
+    model, tok = load_run(run_dir)
+    return [answer(model, tok, [{"role": "user", "content": q}], max_new_tokens=40) for q in held_out_questions()]
+
+
+def test_quickstart_teaches_the_new_name_and_the_base_model_does_not_know_it(tmp_path):
+    out = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml",
+                          "--set", f"output.saves_dir={tmp_path}", "--set", "output.run_name=quickstart"],
+                         cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"finished: {tmp_path / 'quickstart'}" in out.stdout
+    tuned = ask_all(tmp_path / "quickstart")
+    base = ask_all(None)
+    tuned_hits = [a for a in tuned if "wren" in a.lower()]
+    base_hits = [a for a in base if "wren" in a.lower()]
+    report = "\n".join(f"tuned: {t!r}\nbase:  {b!r}" for t, b in zip(tuned, base))
+    print(report)
+    assert len(base_hits) == 0, report
+    assert len(tuned_hits) == len(tuned), f"{len(tuned_hits)}/{len(tuned)}\n{report}"

@@ -1,0 +1,124 @@
+"""Live charts: a session follows a run's events from its last byte offset and the figures show what
+was logged: raw and smoothed loss, eval loss, other runs overlaid, learning rate, throughput, memory."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from webui import charts, progress
+from webui.live import RunFollower, RunSeries
+
+
+def write(path: Path, *events: dict, partial: str = "") -> None:
+    with open(path, "a") as f:
+        for e in events:
+            f.write(json.dumps(e) + "\n")
+        f.write(partial)
+
+
+def train_event(step: int, loss: float, t: float = 0.0, **extra) -> dict:
+    return {"t": t or 1000.0 + step, "step": step, "kind": "train", "loss": loss, "lr": 1e-3, "tokens_per_s": 500.0,
+            "rss_gib": 1.0, **extra}
+
+
+def test_the_follower_reads_only_new_lines_and_waits_for_half_written_ones(tmp_path):
+    events = tmp_path / "events.jsonl"
+    write(events, {"t": 1.0, "step": 0, "kind": "status", "status": "running", "total_steps": 10},
+          train_event(1, 2.0))
+    f = RunFollower.of(tmp_path)
+    assert f.poll() is True
+    assert f.series.train_steps == [1] and f.series.total_steps == 10
+    offset = f.reader.offset
+    assert f.poll() is False and f.reader.offset == offset  # nothing new, nothing re-read
+    write(events, train_event(2, 1.8), partial='{"t": 3, "step": 3, "kind": "tra')
+    assert f.poll() is True
+    assert f.series.train_steps == [1, 2] and f.series.metrics["loss"] == [2.0, 1.8]
+    write(events, partial='in", "loss": 1.5}\n')
+    f.poll()
+    assert f.series.train_steps == [1, 2, 3] and f.series.metrics["loss"][-1] == 1.5
+
+
+def test_the_loss_chart_gains_a_point_per_logged_step_with_smoothing_and_eval():
+    s = RunSeries()
+    s.add([train_event(i, 3.0 - 0.1 * i) for i in range(1, 6)] +
+          [{"t": 1006.0, "step": 5, "kind": "eval", "eval_loss": 2.6}])
+    fig = charts.loss_figure(s)
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["loss"].y) == [2.9, 2.8, 2.7, 2.6, 2.5]
+    assert len(by_name["smoothed"].y) == 5
+    assert list(by_name["eval loss"].x) == [5] and list(by_name["eval loss"].y) == [2.6]
+
+
+def test_a_one_step_run_still_shows_its_point():
+    s = RunSeries()
+    s.add([train_event(1, 2.0)])
+    fig = charts.loss_figure(s)
+    assert "markers" in fig.data[0].mode and list(fig.data[0].y) == [2.0]
+    assert not fig.layout.annotations  # no "waiting" note once there is data
+
+
+def test_an_empty_run_says_it_is_waiting():
+    fig = charts.loss_figure(RunSeries())
+    assert fig.data == () and "waiting" in fig.layout.annotations[0].text
+
+
+def test_other_runs_overlay_the_loss_chart_under_their_names():
+    a, b = RunSeries(), RunSeries()
+    a.add([train_event(i, 2.0) for i in range(1, 4)])
+    b.add([train_event(i, 1.0) for i in range(1, 4)])
+    fig = charts.loss_figure(a, [("run-b", b)])
+    assert "run-b" in [t.name for t in fig.data]
+
+
+def test_memory_shows_vram_on_gpu_and_process_memory_on_cpu():
+    gpu, cpu = RunSeries(), RunSeries()
+    gpu.add([train_event(1, 2.0, rss_gib=None, vram_alloc_gib=3.0, vram_reserved_gib=4.0)])
+    cpu.add([train_event(1, 2.0)])
+    assert {t.name for t in charts.memory_figure(gpu).data} == {"VRAM allocated", "VRAM reserved"}
+    assert {t.name for t in charts.memory_figure(cpu).data} == {"process RSS"}
+
+
+def test_smoothing_is_debiased_and_keeps_gaps():
+    assert charts.smooth([2.0, 2.0, 2.0]) == [2.0, 2.0, 2.0]
+    assert charts.smooth([4.0])[0] == 4.0
+    assert charts.smooth([1.0, None, 1.0])[1] is None
+
+
+def test_progress_shows_step_of_total_and_an_eta_from_the_pace():
+    s = RunSeries()
+    s.add([{"t": 100.0, "step": 0, "kind": "status", "status": "starting"},
+           {"t": 101.0, "step": 0, "kind": "status", "status": "running", "total_steps": 20},
+           train_event(1, 2.0, t=110.0), train_event(11, 1.5, t=130.0)])
+    assert progress.eta_seconds(s) == 18.0  # 2 s a step, 9 steps left
+    text = progress.progress_html("my-run", s, now=131.0, alive=True)
+    assert "step 11 / 20" in text and "ETA 0:18" in text and "elapsed 0:31" in text
+
+
+def test_a_failed_run_shows_its_reason_in_plain_words():
+    s = RunSeries()
+    s.add([{"t": 1.0, "step": 3, "kind": "status", "status": "failed"},
+           {"t": 1.0, "step": 3, "kind": "error", "message": "Out of memory: lower train.batch_size to 2.",
+            "traceback": "Traceback (most recent call last):\nRuntimeError: CUDA out of memory"}])
+    md = progress.failure_markdown(s)
+    assert md.startswith("**The run failed.** Out of memory: lower train.batch_size to 2.")
+    assert "<details>" in md  # the traceback is there, folded away
+
+
+def test_the_log_tail_reads_the_end_of_a_big_log_and_only_when_it_grew(tmp_path):
+    (tmp_path / "stdout.log").write_text("".join(f"line {i}\n" for i in range(20000)))
+    f = RunFollower.of(tmp_path)
+    tail = f.log_tail()
+    assert tail.splitlines()[-1] == "line 19999" and len(tail.splitlines()) == 40
+    assert f.log_tail() is None
+    with open(tmp_path / "stdout.log", "a") as fh:
+        fh.write("line 20000\n")
+    assert f.log_tail().splitlines()[-1] == "line 20000"
+
+
+def test_a_constant_learning_rate_is_drawn_at_its_value_not_at_zero():
+    s = RunSeries()
+    s.add([train_event(i, 2.0) for i in range(1, 4)])  # lr 1e-3 throughout
+    fig = charts.lr_figure(s)
+    low, high = fig.layout.yaxis.range
+    assert low == 0 and high > 1e-3

@@ -1,0 +1,120 @@
+"""The workbench page: a model picker and presets above six tabs, all on one shared run state.
+
+`launch()` serves it on 127.0.0.1 unless told otherwise; `build_demo()` returns the gr.Blocks.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Optional
+
+import gradio as gr
+
+from engine import config as C
+from webui import chat, dataset, export, fields, hyperparams, method, presets, train
+from webui import state as S
+from webui.form import ConfigForm
+from webui.live import Watch
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+CSS = """
+.gradio-container { max-width: 1360px !important; margin: 0 auto; }
+.ws-title h1 { margin: 0; font-size: 1.6rem; }
+.ws-title p { margin: 0.1rem 0 0; color: #6b7280; }
+.ws-progress { padding: 10px 12px; border: 1px solid #e5e7eb; border-radius: 8px; background: #fafafa; }
+.ws-progress-line { display: flex; gap: 18px; align-items: center; flex-wrap: wrap; font-size: 0.95rem; }
+.ws-badge { color: white; padding: 2px 10px; border-radius: 999px; font-size: 0.85rem; font-weight: 600; }
+.ws-bar { margin-top: 8px; height: 8px; border-radius: 4px; background: #e5e7eb; overflow: hidden; }
+.ws-bar-fill { height: 100%; transition: width 0.5s; }
+.ws-muted { color: #6b7280; }
+.prose.ws-failure { border-left: 4px solid #dc2626; padding-left: 10px; }
+.ws-failure:empty, .ws-problems:empty, .ws-message:empty { display: none; }
+.ws-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
+.ws-placeholder { padding: 24px; color: #374151; }
+"""
+
+
+def default_saves() -> str:
+    """Where this app keeps runs: WHETSTONE_SAVES, else the config's default (saves/ beside the app)."""
+    return os.environ.get("WHETSTONE_SAVES") or C.OutputConfig().saves_dir
+
+
+def build_demo(saves: Optional[str] = None) -> gr.Blocks:
+    saves = saves or default_saves()
+    first = S.initial(saves)
+    with gr.Blocks(title="Whetstone") as demo:
+        state = gr.State(first)
+        watch = gr.State(Watch())
+        with gr.Row(equal_height=True):
+            gr.Markdown("# Whetstone\nFine-tune a language model: pick a model and data, choose a method, "
+                        "press Start, watch it learn.", elem_classes=["ws-title"])
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                model = fields.build(["model.name_or_path"], first.config)
+            with gr.Column(scale=2, min_width=260):
+                preset = gr.Dropdown(label="Preset", choices=presets.names(),
+                                     value=S.DEFAULT_PRESET if S.DEFAULT_PRESET in presets.names() else None,
+                                     info="A ready-made config: loads into every tab.", elem_classes=["ws-preset"])
+                load_preset = gr.Button("Load preset", size="md")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Dataset"):
+                data_fields = dataset.build(state)
+            with gr.Tab("Method"):
+                method_fields = method.build(state)
+            with gr.Tab("Hyperparameters"):
+                hp_fields = hyperparams.build(state)
+            with gr.Tab("Train", id=train.TAB_ID):
+                panel = train.build(state)
+            with gr.Tab("Chat"):
+                chat_fields = chat.build(state)
+            with gr.Tab("Export"):
+                export_fields = export.build(state)
+        form = ConfigForm(widgets=[*model, *data_fields, *method_fields, *hp_fields, *panel.fields, *chat_fields,
+                                   *export_fields], views=panel.views, state=state)
+        form.wire()
+        train.wire(panel, form, watch)
+
+        def on_load_preset(name: Optional[str], st: S.RunState) -> dict:
+            if not name:
+                return {panel.message: "Pick a preset first."}
+            try:
+                cfg = presets.load(name)
+            except C.ConfigError as e:
+                return {panel.message: "**Preset not loaded:** " + "; ".join(e.problems)}
+            new = S.with_config(st, cfg, str(presets.path_of(name)))
+            return {**form.render(new), panel.message: f"Loaded preset **{name}** into the tabs."}
+
+        load_preset.click(on_load_preset, [preset, state], [*form.outputs, panel.message], show_progress="hidden")
+        demo.load(train.on_page_load(panel, form, watch, saves, tabs), [state, watch],
+                  [*form.outputs, watch, tabs, panel.message, panel.progress, panel.failure, panel.loss, panel.lr,
+                   panel.throughput, panel.memory, panel.log, panel.runs, panel.run_picker, panel.compare],
+                  show_progress="hidden")
+        demo.load(lambda: gr.update(choices=presets.names()), None, [preset], show_progress="hidden")
+    return demo
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, auth: Optional[tuple[str, str]] = None,
+           insecure: bool = False, saves: Optional[str] = None, **kwargs) -> None:
+    """Serve the workbench. Binding beyond this machine needs a password (auth) or insecure=True."""
+    if not _is_loopback(host) and auth is None and not insecure:
+        raise SystemExit(f"Refusing to serve on {host} without a password: anyone who can reach it could run code "
+                         "as you. Pass auth=(user, password), or insecure=True if the network is yours alone.")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build_demo(saves)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, theme=gr.themes.Soft(),
+                show_error=True, footer_links=[], **kwargs)
+
+
+if __name__ == "__main__":
+    launch()

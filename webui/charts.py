@@ -1,0 +1,130 @@
+"""Plotly figures built from a run's compact series: loss (raw, smoothed, eval, other runs overlaid),
+learning rate, throughput and memory. Figures are rebuilt from short in-memory lists on each change;
+nothing here touches the events file.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import plotly.graph_objects as go
+
+from webui.live import RunSeries
+
+SMOOTHING = 0.6  # TensorBoard-style exponential moving average weight
+HEIGHT = 290
+COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"]
+
+
+def smooth(values: list[Optional[float]], weight: float = SMOOTHING) -> list[Optional[float]]:
+    """Debiased exponential moving average; gaps (None) stay gaps and do not reset the average."""
+    out: list[Optional[float]] = []
+    avg, norm = 0.0, 0.0
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        avg = weight * avg + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(avg / norm)
+    return out
+
+
+def _mode(n: int) -> str:
+    return "lines+markers" if n < 30 else "lines"  # a short run still shows its points
+
+
+def _figure(title: str, y_title: str, empty: bool) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title=dict(text=title, x=0.01, font=dict(size=15)),
+        template="plotly_white", height=HEIGHT, margin=dict(l=56, r=16, t=44, b=40),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=11)),
+        xaxis=dict(title="step", rangemode="tozero"), yaxis=dict(title=y_title),
+        uirevision=title,  # keep the user's zoom while points arrive
+    )
+    if empty:
+        fig.add_annotation(text="waiting for the first logged step", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font=dict(size=13, color="#6b7280"))
+        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def _whole_steps(fig: go.Figure, last_step: int) -> None:
+    """Steps are whole numbers: no 0.5 ticks on a short run."""
+    if last_step <= 12:
+        fig.update_xaxes(tickmode="linear", tick0=0, dtick=1)
+    else:
+        fig.update_xaxes(tickformat="d")
+
+
+def _last_step(*series: Optional[RunSeries]) -> int:
+    return max([s.train_steps[-1] for s in series if s is not None and s.train_steps] or [0])
+
+
+def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSeries]] = (),
+                name: str = "this run") -> go.Figure:
+    overlays = list(overlays)
+    has_any = (series is not None and series.has("loss")) or any(s.has("loss") for _, s in overlays)
+    fig = _figure("Loss", "loss", empty=not has_any)
+    if series is not None and series.has("loss"):
+        raw = series.metrics["loss"]
+        n = len(raw)
+        fig.add_trace(go.Scatter(x=series.train_steps, y=raw, name="loss", mode=_mode(n),
+                                 line=dict(color=COLORS[0], width=1), opacity=0.35, marker=dict(size=4)))
+        fig.add_trace(go.Scatter(x=series.train_steps, y=smooth(raw), name="smoothed", mode="lines",
+                                 line=dict(color=COLORS[0], width=2.5)))
+    if series is not None and series.eval_steps:
+        fig.add_trace(go.Scatter(x=series.eval_steps, y=series.eval_loss, name="eval loss", mode="lines+markers",
+                                 line=dict(color="#f97316", width=2, dash="dot"), marker=dict(size=7)))
+    for i, (other, s) in enumerate(overlays):
+        if not s.has("loss"):
+            continue
+        fig.add_trace(go.Scatter(x=s.train_steps, y=smooth(s.metrics["loss"]), name=other, mode="lines",
+                                 line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
+    _whole_steps(fig, _last_step(series, *(s for _, s in overlays)))
+    return fig
+
+
+def lr_figure(series: Optional[RunSeries]) -> go.Figure:
+    ok = series is not None and series.has("lr")
+    fig = _figure("Learning rate", "lr", empty=not ok)
+    if ok:
+        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["lr"], name="lr",
+                                 mode=_mode(len(series.train_steps)), line=dict(color=COLORS[2], width=2)))
+        fig.update_yaxes(exponentformat="e")
+        lrs = [v for v in series.metrics["lr"] if v is not None]
+        if max(lrs) == min(lrs):  # a constant schedule: plotly would centre it in [-1, 1] and read as 0
+            fig.update_yaxes(range=[0, max(lrs) * 1.5 or 1.0])
+        _whole_steps(fig, _last_step(series))
+    return fig
+
+
+def throughput_figure(series: Optional[RunSeries]) -> go.Figure:
+    ok = series is not None and series.has("tokens_per_s")
+    fig = _figure("Throughput", "tokens / s", empty=not ok)
+    if ok:
+        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["tokens_per_s"], name="tokens/s",
+                                 mode=_mode(len(series.train_steps)), line=dict(color=COLORS[4], width=2)))
+        fig.update_yaxes(rangemode="tozero")
+        _whole_steps(fig, _last_step(series))
+    return fig
+
+
+def memory_figure(series: Optional[RunSeries]) -> go.Figure:
+    """VRAM allocated and reserved on a GPU; the worker's resident memory on CPU."""
+    gpu = series is not None and (series.has("vram_alloc_gib") or series.has("vram_reserved_gib"))
+    cpu = series is not None and series.has("rss_gib")
+    fig = _figure("Memory (GPU)" if gpu else "Memory (process)", "GiB", empty=not (gpu or cpu))
+    if series is None:
+        return fig
+    mode = _mode(len(series.train_steps))
+    traces = [("vram_alloc_gib", "VRAM allocated", COLORS[1]), ("vram_reserved_gib", "VRAM reserved", COLORS[3])] \
+        if gpu else [("rss_gib", "process RSS", COLORS[5])]
+    for metric, title, color in traces:
+        if series.has(metric):
+            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[metric], name=title, mode=mode,
+                                     line=dict(color=color, width=2)))
+    fig.update_yaxes(rangemode="tozero")
+    _whole_steps(fig, _last_step(series))
+    return fig

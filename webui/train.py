@@ -1,0 +1,270 @@
+"""Train tab: Start / Stop / Resume, live charts fed by this session's follower, the progress line,
+the worker's log, the runs found in saves/ (pick one to see it and load its config; overlay others
+on the loss chart), and the current config as YAML and as a command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import gradio as gr
+
+from engine import config as C
+from engine import launcher, runs
+from webui import charts, fields, presets, progress, runs_table
+from webui import state as S
+from webui.form import ConfigForm, ConfigViews
+from webui.live import RunFollower, Watch
+
+TICK_SECONDS = 1.0
+TAB_ID = "train"
+
+
+@dataclass
+class TrainPanel:
+    fields: list[fields.FieldWidget]
+    views: ConfigViews
+    start: gr.Button
+    stop: gr.Button
+    resume: gr.Button
+    message: gr.Markdown
+    progress: gr.HTML
+    failure: gr.Markdown
+    loss: gr.Plot
+    lr: gr.Plot
+    throughput: gr.Plot
+    memory: gr.Plot
+    log: gr.Textbox
+    runs: gr.Dataframe
+    run_picker: gr.Dropdown
+    compare: gr.Dropdown
+    refresh: gr.Button
+    preset_name: gr.Textbox
+    save_preset: gr.Button
+    timer: gr.Timer
+
+
+def build(state: gr.State) -> TrainPanel:
+    st: S.RunState = state.value
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=3):
+            run_fields = fields.build(["output.run_name"], st.config)
+        with gr.Column(scale=2, min_width=320):
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_classes=["ws-start"])
+                stop = gr.Button("Stop", variant="stop", elem_classes=["ws-stop"])
+                resume = gr.Button("Resume", variant="secondary", elem_classes=["ws-resume"])
+    problems = gr.Markdown(elem_classes=["ws-problems"])
+    message = gr.Markdown(elem_classes=["ws-message"])
+    prog = gr.HTML(progress.progress_html(None, None), elem_classes=["ws-progress-box"])
+    failure = gr.Markdown(elem_classes=["ws-failure"])
+    with gr.Row():
+        loss = gr.Plot(charts.loss_figure(None), show_label=False, elem_classes=["ws-chart-loss"])
+        lr = gr.Plot(charts.lr_figure(None), show_label=False, elem_classes=["ws-chart-lr"])
+    with gr.Row():
+        tput = gr.Plot(charts.throughput_figure(None), show_label=False, elem_classes=["ws-chart-tput"])
+        mem = gr.Plot(charts.memory_figure(None), show_label=False, elem_classes=["ws-chart-mem"])
+    with gr.Accordion("Worker log (last lines)", open=False):
+        log = gr.Textbox(show_label=False, lines=12, max_lines=12, autoscroll=True, interactive=False,
+                         elem_classes=["ws-log"])
+    gr.Markdown(f"### Runs\nFound in `{S.saves_path(st)}`. Pick one to see its charts and load its settings "
+                "into the tabs; pick others to compare their loss curves.")
+    with gr.Row(equal_height=True):
+        run_picker = gr.Dropdown(label="Show run", choices=[], value=None, scale=3, elem_classes=["ws-run-picker"])
+        compare = gr.Dropdown(label="Compare loss with", choices=[], value=[], multiselect=True, scale=3,
+                              elem_classes=["ws-compare"])
+        refresh = gr.Button("Refresh list", scale=1, size="md")
+    table = gr.Dataframe(headers=runs_table.HEADERS, value=[], interactive=False, wrap=True,
+                         elem_classes=["ws-runs"])
+    with gr.Accordion("Config as YAML and as a command line", open=False):
+        cli = gr.Code(label="Same run from a terminal", language="shell", interactive=False, lines=2)
+        yaml_view = gr.Code(label="config.yaml", language="yaml", interactive=False, lines=12, max_lines=24)
+        with gr.Row(equal_height=True):
+            preset_name = gr.Textbox(label="Save these settings as preset", placeholder="my-preset", scale=3)
+            save_preset = gr.Button("Save preset", scale=1)
+    timer = gr.Timer(TICK_SECONDS)
+    return TrainPanel(fields=run_fields, views=ConfigViews(yaml=yaml_view, cli=cli, problems=problems),
+                      start=start, stop=stop, resume=resume, message=message, progress=prog, failure=failure,
+                      loss=loss, lr=lr, throughput=tput, memory=mem, log=log, runs=table, run_picker=run_picker,
+                      compare=compare, refresh=refresh, preset_name=preset_name, save_preset=save_preset,
+                      timer=timer)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the panel shows
+# ---------------------------------------------------------------------------------------------
+
+def chart_updates(p: TrainPanel, watch: Watch) -> dict:
+    series = watch.current.series if watch.current else None
+    overlays = [(name, f.series) for name, f in watch.overlays.items()]
+    return {p.loss: charts.loss_figure(series, overlays), p.lr: charts.lr_figure(series),
+            p.throughput: charts.throughput_figure(series), p.memory: charts.memory_figure(series)}
+
+
+def status_updates(p: TrainPanel, watch: Watch) -> dict:
+    cur = watch.current
+    if cur is None:
+        return {p.progress: progress.progress_html(None, None), p.failure: ""}
+    alive = runs.worker_alive(cur.run_dir)
+    s = cur.series
+    if not alive and not s.ended and not s.error and (s.last_t is None or s.status != "unknown"):
+        summary = runs.summarize(cur.run_dir)  # the worker is gone without an end event: say why, once
+        if summary is not None and summary.status in ("failed", "stopped", "finished"):
+            s.status, s.error = summary.status, summary.reason
+    return {p.progress: progress.progress_html(cur.name, s, alive=alive), p.failure: progress.failure_markdown(s)}
+
+
+def runs_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
+    found = runs_table.find(S.saves_path(st))
+    names = [s.name for s in found]
+    current = watch.current.name if watch.current else None
+    watch.table = runs_table.rows(found)
+    return {p.runs: watch.table,
+            p.run_picker: gr.update(choices=names, value=current if current in names else None),
+            p.compare: gr.update(choices=[n for n in names if n != current],
+                                 value=[n for n in watch.overlays if n in names and n != current])}
+
+
+def attach(watch: Watch, run_dir: Optional[Path]) -> Watch:
+    """Point this session's charts at a run; its history is read once, then only new lines."""
+    if run_dir is None:
+        return dataclasses.replace(watch, current=None)
+    follower = RunFollower.of(run_dir)
+    follower.poll()
+    watch = dataclasses.replace(watch, current=follower,
+                                overlays={k: v for k, v in watch.overlays.items() if k != follower.name})
+    return watch
+
+
+def panel_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
+    log = watch.current.log_tail(force=True) if watch.current else ""
+    return {**chart_updates(p, watch), **status_updates(p, watch), **runs_updates(p, st, watch), p.log: log or ""}
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+# ---------------------------------------------------------------------------------------------
+
+def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
+    state = form.state
+    everything = [*form.outputs, watch_state, p.message, p.progress, p.failure, p.loss, p.lr, p.throughput,
+                  p.memory, p.log, p.runs, p.run_picker, p.compare]
+
+    def on_start(st: S.RunState, watch: Watch) -> dict:
+        try:
+            new = S.start(st)
+        except C.ConfigError as e:
+            items = "\n".join(f"- {x}" for x in e.problems)
+            return {p.message: f"**Not started: the settings have problems.**\n{items}"}
+        except launcher.LaunchError as e:
+            return {p.message: f"**Not started.** {e}"}
+        watch = attach(watch, Path(new.run_dir))
+        return {state: new, watch_state: watch, p.message: f"Started **{Path(new.run_dir).name}**.",
+                **panel_updates(p, new, watch)}
+
+    def on_stop(st: S.RunState, watch: Watch) -> dict:
+        if S.stop(st):
+            return {p.message: "Stopping: the worker saves a checkpoint, then exits. **Resume** continues from it."}
+        return {p.message: "Nothing to stop: the run shown is not running."}
+
+    def on_resume(st: S.RunState, watch: Watch) -> dict:
+        try:
+            S.resume(st)
+        except launcher.LaunchError as e:
+            return {p.message: f"**Not resumed.** {e}"}
+        return {p.message: f"Resuming **{Path(st.run_dir).name}** from its last checkpoint.",
+                **status_updates(p, watch)}
+
+    def on_tick(st: S.RunState, watch: Watch) -> dict:
+        cur = watch.current
+        if cur is None:
+            return {}
+        before = cur.series.status
+        out: dict[Any, Any] = {}
+        if watch.poll():
+            out.update(chart_updates(p, watch))
+            live = runs_table.with_live_row(watch.table, cur.name, cur.series)
+            if live != watch.table:
+                watch.table = live
+                out[p.runs] = live
+        out.update(status_updates(p, watch))
+        log = cur.log_tail()
+        if log is not None:
+            out[p.log] = log
+        if cur.series.status != before and cur.series.status in ("running", "finished", "stopped", "failed"):
+            out.update(runs_updates(p, st, watch))
+        return out
+
+    def on_pick(name: Optional[str], st: S.RunState, watch: Watch) -> dict:
+        if not name:
+            return {}
+        run_dir = S.saves_path(st) / name
+        new = S.watching(st, run_dir)
+        try:
+            cfg = C.load(run_dir / "config.yaml", check_files=False)
+            new = S.with_config(new, C.replace(cfg, "output.run_name", ""), str(run_dir / "config.yaml"))
+            note = f"Showing **{name}**; its settings are loaded into the tabs."
+        except C.ConfigError as e:
+            note = f"Showing **{name}**; its config could not be loaded: {'; '.join(e.problems)}"
+        watch = attach(watch, run_dir)
+        return {**form.render(new), watch_state: watch, p.message: note, **panel_updates(p, new, watch)}
+
+    def on_compare(names: list[str], st: S.RunState, watch: Watch) -> dict:
+        keep = {n: watch.overlays.get(n) or RunFollower.of(S.saves_path(st) / n) for n in names or []}
+        for f in keep.values():
+            f.poll()
+        watch = dataclasses.replace(watch, overlays=keep)
+        return {watch_state: watch, **chart_updates(p, watch)}
+
+    def on_refresh(st: S.RunState, watch: Watch) -> dict:
+        return runs_updates(p, st, watch)
+
+    def on_save_preset(name: str, st: S.RunState) -> dict:
+        try:
+            path = presets.save(st.config, name or "")
+        except C.ConfigError as e:
+            return {p.message: f"**Not saved.** {'; '.join(e.problems)}"}
+        new = dataclasses.replace(st, source=str(path))
+        return {**form.render(new, old=st), p.message: f"Saved preset **{path.stem}** ({path})."}
+
+    common = dict(show_progress="hidden")
+    p.start.click(on_start, [state, watch_state], everything, concurrency_id="launch", **common)
+    p.stop.click(on_stop, [state, watch_state], [p.message], concurrency_id="launch", **common)
+    p.resume.click(on_resume, [state, watch_state], [p.message, p.progress, p.failure], concurrency_id="launch",
+                   **common)
+    p.timer.tick(on_tick, [state, watch_state], everything, concurrency_limit=None, **common)
+    p.run_picker.input(on_pick, [p.run_picker, state, watch_state], everything, **common)
+    p.compare.input(on_compare, [p.compare, state, watch_state], [watch_state, p.loss, p.lr, p.throughput,
+                                                                   p.memory], **common)
+    p.refresh.click(on_refresh, [state, watch_state], [p.runs, p.run_picker, p.compare], **common)
+    p.save_preset.click(on_save_preset, [p.preset_name, state], [*form.outputs, p.message], **common)
+
+
+def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: str, tabs: gr.Tabs):
+    """A fresh page (or a second browser) re-attaches to the run that is going, or shows the latest one."""
+    def load(st: S.RunState, watch: Watch) -> dict:
+        fresh = S.initial(saves)
+        active = S.active_run(fresh)
+        if active is not None:
+            try:
+                cfg = C.load(active / "config.yaml", check_files=False)
+                fresh = S.with_config(fresh, C.replace(cfg, "output.run_name", ""), str(active / "config.yaml"))
+            except C.ConfigError:
+                pass
+            target: Optional[Path] = active
+            note = f"Re-attached to **{active.name}**, which is running."
+            shown = {tabs: gr.Tabs(selected=TAB_ID)}
+        else:
+            found = runs_table.find(S.saves_path(fresh))
+            target = found[0].path if found else None
+            note = ""
+            shown = {}
+        fresh = S.watching(fresh, target)
+        watch = attach(Watch(), target)
+        if active is not None and watch.current is not None and watch.current.series.ended:
+            note, shown = "", {}  # it was just ending: its worker outlived its last event by a moment
+        return {**form.render(fresh), watch_state: watch, p.message: note, **panel_updates(p, fresh, watch),
+                **shown}
+    return load
