@@ -10,7 +10,7 @@ from torch import nn
 
 from engine.config import RunConfig
 
-PISSA_INIT_DIR = ".pissa_init"
+PISSA_INIT_DIR = "pissa_init"  # no dot: peft uses the folder name as an adapter (module) name
 
 
 class MethodError(ValueError):
