@@ -10,6 +10,7 @@ The estimate is a sum of plain terms, each shown to the user:
   activations  what the backward pass keeps for batch x cutoff tokens (every row assumed full length);
                with gradient checkpointing only each layer's input plus one layer's worth
   logits       batch x cutoff x vocab: bf16 logits, their fp32 copy for the loss and its gradient
+               (an upper bound: with train.trained_logits_only only trained positions get logits)
   overhead     CUDA context, cuBLAS workspace and allocator slack (a fixed 0.5 GiB)
 """
 from __future__ import annotations
