@@ -95,13 +95,14 @@ def trainable_params(shape: ModelShape, cfg: C.RunConfig, finetuning: str | None
         per = 2 * h * m.bottleneck.size + m.bottleneck.size + h
         return per * shape.layers * (2 if m.bottleneck.placement == "both" else 1)
     if ft == "freeze":
-        fz, total = m.freeze, 0
+        fz, chosen = m.freeze, {}
         for i in sorted(shape.layer_tensors)[-fz.trainable_layers:]:
             for name, k in shape.layer_tensors[i].items():
                 if not fz.trainable_modules or any(t in name.split(f".{i}.", 1)[-1] for t in fz.trainable_modules):
-                    total += k
-        total += sum(k for name, k in shape.other_tensors.items() if any(e in name for e in fz.extra_modules))
-        return total + head
+                    chosen[name] = k
+        everything = {**shape.other_tensors, **{n: k for t in shape.layer_tensors.values() for n, k in t.items()}}
+        chosen.update({n: k for n, k in everything.items() if any(e in n for e in fz.extra_modules)})
+        return sum(chosen.values()) + head
     return shape.total_params + head
 
 
