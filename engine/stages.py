@@ -69,7 +69,7 @@ def pair_rows(cfg: RunConfig):
 
     from engine.data import checks, formats, sources
     from engine.data.files import where
-    from engine.data.formats import DataError
+    from engine.data.files import DataError
     from engine.data.pipeline import DataReport
     d, report, out = cfg.data, DataReport(), []
     for name in d.datasets:
