@@ -43,6 +43,8 @@ def _progress(run_dir: Path) -> int:
                     last_loss = e.get("loss")
                     bar.n = e.get("step", bar.n)
                     bar.set_postfix(loss=f"{last_loss:.4f}" if last_loss is not None else "-")
+                elif kind == "data":
+                    bar.write(data_summary(e))
                 elif kind == "eval":
                     bar.write(f"step {e.get('step')}: eval_loss {e.get('eval_loss'):.4f}")
                 elif kind == "error":
@@ -76,6 +78,17 @@ def _progress(run_dir: Path) -> int:
     return 1
 
 
+def data_summary(e: dict) -> str:
+    """The worker's data report in one line: what will be trained on, and everything left out."""
+    parts = [f"data: {e.get('rows', 0)} rows -> {e.get('train_rows', 0)} train / {e.get('val_rows', 0)} eval"]
+    for key, what in (("truncated", "truncated to cutoff_len"), ("dropped_long", "dropped as too long"),
+                      ("dropped_bad", "dropped as unusable"), ("dropped_no_target", "dropped (reply cut off)"),
+                      ("ended_on_user", "ended on a user turn")):
+        if e.get(key):
+            parts.append(f"{e[key]} {what}")
+    return ", ".join(parts) + "".join(f"\n  {p}" for p in e.get("problems", [])[:5])
+
+
 def cmd_train(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="python app.py train", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -93,6 +106,11 @@ def cmd_train(argv: list[str]) -> int:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
             cfg = C.load(a.config, a.overrides)
+            from engine.data.checks import before_launch  # light: reads and checks rows, no tokenizer
+            problems = before_launch(cfg)
+            if problems:
+                print("Dataset problems (nothing was started):\n" + "\n".join(problems), file=sys.stderr)
+                return 2
             run_dir = launcher.start(cfg)
     except (C.ConfigError, launcher.LaunchError) as e:
         print(str(e), file=sys.stderr)

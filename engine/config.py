@@ -29,6 +29,8 @@ DType = Literal["auto", "bf16", "fp16", "fp32"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw", "adafactor", "sgd"]
 OnLongRows = Literal["truncate", "drop", "fail"]
+OnBadRows = Literal["fail", "drop"]
+DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -55,6 +57,16 @@ class DataConfig:
     datasets: list[str] = F(["identity"],
                             "Datasets to mix: bundled names (see data/), local files (.json/.jsonl/.csv/.parquet) "
                             "or folders, or hub ids.")
+    format: DataFormat = F("auto",
+                           "Dataset format. 'auto' detects it from the columns: alpaca (instruction/input/output), "
+                           "sharegpt (conversations of from/value), messages (OpenAI role/content), preference "
+                           "(prompt/chosen/rejected) or text (continued pre-training).")
+    columns: dict[str, str] = F({},
+                                "Map the format's column names to your file's, e.g. {instruction: question, "
+                                "output: answer}. Empty = the standard names.")
+    eval_datasets: list[str] = F([],
+                                 "Separate datasets for eval loss (same kinds of names as datasets). When set, "
+                                 "val_size must be 0.")
     template: str = F("auto",
                       "Chat template. 'auto' = the tokenizer's own template; otherwise a built-in one "
                       "(alpaca, chatml, llama3, qwen, mistral, gemma, phi) for base models without one.")
@@ -62,6 +74,9 @@ class DataConfig:
     on_long_rows: OnLongRows = F("truncate",
                                  "What to do with rows longer than cutoff_len: truncate them, drop them, or fail "
                                  "the run before training.")
+    on_bad_rows: OnBadRows = F("fail",
+                               "What to do with empty rows and rows missing a needed field: fail before training "
+                               "(naming them), or drop them (counted in the data report).")
     val_size: float = F(0.0, "Share of rows held out for eval loss (0 = none; e.g. 0.1 = 10%).", min=0.0, max=0.9)
     max_samples: Optional[int] = F(None, "Use at most this many rows from each dataset (empty = all).", min=1)
 
@@ -163,6 +178,9 @@ def type_name(tp: Any) -> str:
         return " | ".join("None" if a is type(None) else type_name(a) for a in args)
     if origin is list:
         return f"list[{type_name(typing.get_args(tp)[0])}]"
+    if origin is dict:
+        k, v = typing.get_args(tp)
+        return f"dict[{type_name(k)}, {type_name(v)}]"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -211,6 +229,13 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             v = _coerce(item, inner, f"{key}[{i}]", problems)
             out.append(v)
         return out
+    if origin is dict:
+        ktp, vtp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            problems.append(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+            return _MISSING
+        return {_coerce(k, ktp, f"{key} key {k!r}", problems): _coerce(v, vtp, f"{key}.{k}", problems)
+                for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             problems.append(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
@@ -324,13 +349,25 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
         p.append("model.name_or_path: must not be empty; pick a model from the list")
     if not cfg.data.datasets:
         p.append("data.datasets: name at least one dataset")
+    from engine.data.formats import COLUMNS  # light (stdlib only)
+    known = sorted({c for cols in COLUMNS.values() for c in cols})
+    for k, v in cfg.data.columns.items():
+        if k not in known:
+            p.append(f"data.columns: {k!r} is not a column name any format uses; map one of {', '.join(known)} "
+                     "to your file's column (e.g. instruction: question)")
+        elif not str(v).strip():
+            p.append(f"data.columns: {k!r} maps to an empty column name; write {k}=<your column>")
+    if cfg.data.eval_datasets and cfg.data.val_size > 0:
+        p.append("data.val_size: set it to 0 when data.eval_datasets names separate eval data (or clear "
+                 "eval_datasets to hold out a share of the training rows)")
     p += method_problems(cfg)
     if check_files:
         from engine import dataset_names  # light: resolves bundled names and checks local paths
-        for i, d in enumerate(cfg.data.datasets):
-            err = dataset_names.problem(d, root=root)
-            if err:
-                p.append(f"data.datasets[{i}]: {err}")
+        for key in ("datasets", "eval_datasets"):
+            for i, d in enumerate(getattr(cfg.data, key)):
+                err = dataset_names.problem(d, root=root)
+                if err:
+                    p.append(f"data.{key}[{i}]: {err}")
         from engine import model_names
         err = model_names.problem(cfg.model.name_or_path)
         if err:

@@ -13,22 +13,37 @@ FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def bundled() -> dict[str, Path]:
-    """Bundled dataset name -> file (data/<name>.json[l]); data/eval files are not training sets."""
+def bundled(include_eval: bool = False) -> dict[str, Path]:
+    """Bundled dataset name -> file (data/<name>.json[l]); data/*_eval files are eval sets, listed only
+    with include_eval (they resolve by name either way, e.g. in data.eval_datasets)."""
     out = {}
     if DATA_DIR.is_dir():
         for p in sorted(DATA_DIR.iterdir()):
-            if p.is_file() and p.suffix in FILE_SUFFIXES and not p.stem.endswith("_eval"):
+            if p.is_file() and p.suffix in FILE_SUFFIXES and (include_eval or not p.stem.endswith("_eval")):
                 out[p.stem] = p
     return out
 
 
+INFO_FILE = "dataset_info.json"
+
+
+def info_entry(name: str, root: Path | None = None) -> tuple[Path, str] | None:
+    """(folder, entry) for a 'folder:entry' name pointing into a LLaMA-Factory dataset_info.json."""
+    folder, sep, entry = name.rpartition(":")
+    if not sep or not folder or not entry:
+        return None
+    p = _as_path(folder, root)
+    return (p, entry) if (p / INFO_FILE).is_file() else None
+
+
 def resolve(name: str, root: Path | None = None) -> tuple[str, str]:
-    """('file'|'folder'|'hub', location) for a dataset name. Raises ValueError with the reason."""
+    """('file'|'folder'|'info'|'hub', location) for a dataset name. Raises ValueError with the reason."""
     err = problem(name, root)
     if err:
         raise ValueError(err)
-    b = bundled()
+    if info_entry(name, root):
+        return "info", name
+    b = bundled(include_eval=True)
     if name in b:
         return "file", str(b[name])
     p = _as_path(name, root)
@@ -49,7 +64,7 @@ def _as_path(name: str, root: Path | None) -> Path:
 def problem(name: str, root: Path | None = None) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return "empty dataset name; pick a bundled dataset, a file or a hub id"
-    if name in bundled():
+    if name in bundled(include_eval=True) or info_entry(name, root):
         return None
     p = _as_path(name, root)
     if p.is_dir():
@@ -64,3 +79,49 @@ def problem(name: str, root: Path | None = None) -> str | None:
         return None
     names = ", ".join(bundled()) or "none"
     return f"{name!r} is not a bundled dataset ({names}), an existing file, or a hub id like 'org/name'"
+
+
+def uploads_dir() -> Path:
+    """Where files uploaded in the browser are kept (WHETSTONE_UPLOADS overrides data/uploads)."""
+    import os
+    return Path(os.environ.get("WHETSTONE_UPLOADS", DATA_DIR / "uploads")).expanduser()
+
+
+def recent(saves: Path, limit: int = 10) -> list[str]:
+    """Datasets named by the newest runs' configs in saves/ (most recent first)."""
+    import yaml
+    out: list[str] = []
+    if not saves.is_dir():
+        return out
+    configs = sorted(saves.glob("*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for c in configs[:50]:
+        try:
+            names = (yaml.safe_load(c.read_text(encoding="utf-8")) or {}).get("data", {}).get("datasets") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        for n in names:
+            if isinstance(n, str) and n not in out and problem(n) is None:
+                out.append(n)
+    return out[:limit]
+
+
+def discovered(saves: Path | None = None) -> list[str]:
+    """Every dataset choice for the dropdown: bundled, uploaded, entries of a dataset_info.json in data/,
+    and those recently used."""
+    import json
+    out = list(bundled())
+    up = uploads_dir()
+    if up.is_dir():
+        out += [str(p) for p in sorted(up.iterdir()) if p.is_file() and p.suffix.lower() in FILE_SUFFIXES]
+    info = DATA_DIR / INFO_FILE
+    if info.is_file():
+        try:
+            out += [f"{DATA_DIR}:{k}" for k in json.loads(info.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, AttributeError):
+            pass
+    if saves is None:
+        import os
+        from engine.paths import saves_dir
+        saves = saves_dir(os.environ.get("WHETSTONE_SAVES", "saves"))
+    out += [n for n in recent(saves) if n not in out]
+    return out

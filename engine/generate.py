@@ -44,6 +44,7 @@ def answer(model, tok, messages: list[dict], max_new_tokens: int = 64, **gen) ->
     enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     enc = {k: v.to(model.device) for k, v in enc.items()}
     gen.setdefault("do_sample", False)
+    from engine.data.templates import stop_token_ids  # the run's template's own end-of-turn token(s)
     out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id, **gen)
+                         eos_token_id=stop_token_ids(tok) or tok.eos_token_id, **gen)
     return tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()

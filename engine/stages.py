@@ -52,39 +52,50 @@ def total_steps(cfg: RunConfig, n_rows: int) -> int:
     return max(1, math.ceil(per_epoch * cfg.train.epochs))
 
 
-def _pair(row: dict, where: str) -> tuple[str, str, str]:
-    missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str) or not row[k].strip()]
-    if missing:
-        from engine.data.formats import DataError
-        raise DataError(f"{where}: preference rows need text in prompt, chosen and rejected; "
-                        f"{', '.join(missing)} missing or empty")
-    return row["prompt"], row["chosen"], row["rejected"]
+def _trl_row(ex, stage: str) -> list[dict]:
+    """A parsed preference pair (engine.data.formats.Preference) as trl's conversational rows."""
+    prompt = list(ex.prompt_messages)
+    good, bad = ([{"role": "assistant", "content": ex.chosen}], [{"role": "assistant", "content": ex.rejected}])
+    if stage == "kto":  # unpaired: one good and one bad example per pair
+        return [{"prompt": prompt, "completion": good, "label": True},
+                {"prompt": prompt, "completion": bad, "label": False}]
+    return [{"prompt": prompt, "chosen": good, "rejected": bad}]
 
 
 def pair_rows(cfg: RunConfig):
-    """(train, val, report) of conversational preference rows for the stage (trl's dict format)."""
+    """(train, val, report) of conversational preference rows for the stage, parsed by engine.data
+    (which names every bad row) and put in trl's dict format."""
     import random
 
-    from engine.data import formats
+    from engine.data import checks, formats, sources
+    from engine.data.files import where
+    from engine.data.files import DataError
     from engine.data.pipeline import DataReport
-    report, out = DataReport(), []
-    for name in cfg.data.datasets:
-        source, rows = formats.read_rows(name)
-        rows = rows[: cfg.data.max_samples] if cfg.data.max_samples else rows
+    d, report, out = cfg.data, DataReport(), []
+    for name in d.datasets:
+        loaded = sources.load(name, d.format, d.columns)
+        err = checks.stage_error(loaded, cfg.method.stage)
+        if err is None and loaded.spec.format != "preference":
+            err = DataError(f"{loaded.source}: is {loaded.spec.format}, but the {cfg.method.stage} stage trains on "
+                            "preference pairs (prompt / chosen / rejected)")
+        if err:
+            raise err
+        report.formats[name] = loaded.spec.format
+        rows = loaded.rows[: d.max_samples] if d.max_samples else loaded.rows
         report.rows += len(rows)
-        report.formats[name] = "preference"
-        for i, row in enumerate(rows):
-            prompt, chosen, rejected = _pair(row, f"{source}, row {i}")
-            user = [{"role": "user", "content": prompt}]
-            if cfg.method.stage == "kto":  # unpaired: one good and one bad example per pair
-                out.append({"prompt": user, "completion": [{"role": "assistant", "content": chosen}], "label": True})
-                out.append({"prompt": user, "completion": [{"role": "assistant", "content": rejected}],
-                            "label": False})
-            else:
-                out.append({"prompt": user, "chosen": [{"role": "assistant", "content": chosen}],
-                            "rejected": [{"role": "assistant", "content": rejected}]})
+        for r in rows:
+            ex = formats.convert(r.data, loaded.spec)
+            if isinstance(ex, formats.RowProblem):
+                if d.on_bad_rows == "fail":
+                    raise DataError(f"{where(loaded.source, r)}: {ex.message}")
+                report.dropped_bad += 1
+                report.problems.append(f"{where(loaded.source, r)}: {ex.message}")
+                continue
+            out += _trl_row(ex, cfg.method.stage)
+    if not out:
+        raise DataError("no usable preference rows; check the files")
     random.Random(cfg.train.seed).shuffle(out)
-    n_val = max(1, min(int(round(len(out) * cfg.data.val_size)), len(out) - 1)) if cfg.data.val_size > 0 else 0
+    n_val = max(1, min(int(round(len(out) * d.val_size)), len(out) - 1)) if d.val_size > 0 else 0
     val, train = out[:n_val], out[n_val:]
     report.kept, report.train, report.val = len(out), len(train), len(val)
     return train, val, report

@@ -159,13 +159,11 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     dtype = models.pick_dtype(cfg)
 
     events.status("loading", 0, what="data")
-    if stages.uses_pairs(cfg):  # preference / reward stages read prompt, chosen, rejected rows
+    if stages.uses_pairs(cfg):  # preference / reward stages: prompt, chosen, rejected rows for trl
         train_rows, val_rows, report = stages.pair_rows(cfg)
     else:
         train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
-    events.write("data", 0, rows=report.rows, kept=report.kept, truncated=report.truncated,
-                 dropped_long=report.dropped_long, dropped_no_target=report.dropped_no_target,
-                 train_rows=report.train, val_rows=report.val, formats=report.formats)
+    events.write("data", 0, train_rows=report.train, val_rows=report.val, **report.as_event())
     if flag.set:
         events.status("stopped", 0, reason="stopped before training began")
         return 0

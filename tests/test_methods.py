@@ -62,7 +62,14 @@ def test_method_trains_and_loads_back_for_chat(name, make_config, tiny_model_dir
     from engine import memory_estimate, model_shape
     from engine.generate import answer, load_run
 
-    cfg_path = make_config(**sections_for(name))
+    sections = sections_for(name)
+    model_section = sections.pop("model", None)  # make_config fixes the model path; add the rest after
+    cfg_path = make_config(**sections)
+    if model_section:
+        import yaml
+        data = yaml.safe_load(cfg_path.read_text())
+        data["model"].update(model_section)
+        cfg_path.write_text(yaml.safe_dump(data))
     ev = train_and_check(cfg_path)
     resolved = next(e for e in ev if e["kind"] == "resolved")
     cfg = C.load(cfg_path, check_files=False)

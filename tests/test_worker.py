@@ -120,7 +120,8 @@ def test_a_failing_run_ends_with_a_plain_error_event(make_config, tmp_path):
     assert out.returncode == 1
     evts = events_of(cfg)
     err = [e for e in evts if e["kind"] == "error"][-1]
-    assert "row 1" in err["message"] and "output" in err["message"]
+    # rows are numbered from 1, like the lines of the file (the bad row is the second line)
+    assert "bad.jsonl, row 2 (line 2): has no `output`" in err["message"]
     assert evts[-1]["status"] == "failed"
     assert summarize(cfg.parent).reason == err["message"]
 

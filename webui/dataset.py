@@ -1,21 +1,32 @@
-"""Dataset tab: which data, and how it is tokenised. (Previews and row checks come with their own issue.)"""
+"""Dataset tab: which data and how it is tokenised, and a preview of exactly what the model will be
+trained on (format, rows, problems named, token lengths against the cutoff, the trained tokens of an
+example highlighted). The preview is computed without torch (engine.data.preview)."""
 from __future__ import annotations
 
 import gradio as gr
 
-from webui import fields
+from webui import dataset_preview, fields
 
-KEYS = ["data.datasets", "data.template", "data.cutoff_len", "data.on_long_rows", "data.val_size",
-        "data.max_samples"]
+KEYS = ["data.datasets", "data.eval_datasets", "data.template", "data.format", "data.columns",
+        "data.cutoff_len", "data.on_long_rows", "data.on_bad_rows", "data.val_size", "data.max_samples"]
+
+# Edits that change what the preview shows (besides picking another dataset).
+PREVIEW_KEYS = ("data.template", "data.format", "data.columns", "data.cutoff_len")
 
 
 def build(state: gr.State) -> list[fields.FieldWidget]:
     cfg = state.value.config
-    gr.Markdown("Pick bundled demo sets, or type a local file path (.json, .jsonl, .csv, .parquet) or a hub id "
-                "into the box and press Enter.", elem_classes=["ws-note"])
+    gr.Markdown("Pick bundled or recently used datasets, upload a file, or type a local path (.json, .jsonl, .csv, "
+                ".parquet), a LLaMA-Factory data folder (`folder:name`) or a hub id and press Enter. Everything "
+                "below is checked before you press Start.", elem_classes=["ws-note"])
     with gr.Row():
         with gr.Column(scale=3):
-            datasets = fields.build(KEYS[:2], cfg)
+            main = fields.build(KEYS[:5], cfg)
         with gr.Column(scale=2):
-            rest = fields.build(KEYS[2:], cfg)
-    return datasets + rest
+            rest = fields.build(KEYS[5:], cfg)
+    widgets = main + rest
+    by_key = {w.key: w for w in widgets}
+    panel = dataset_preview.build(state)
+    dataset_preview.wire(panel, state, datasets_widget=by_key["data.datasets"].component,
+                         watched=[by_key[k] for k in PREVIEW_KEYS])
+    return widgets

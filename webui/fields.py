@@ -25,7 +25,8 @@ SLIDERS: dict[str, tuple[float, float, float]] = {
 }
 
 # Literal fields with few choices read better as radio buttons.
-RADIOS = {"model.quantization", "method.finetuning", "model.dtype", "train.scheduler", "data.on_long_rows"}
+RADIOS = {"model.quantization", "method.finetuning", "model.dtype", "train.scheduler", "data.on_long_rows",
+          "data.on_bad_rows"}
 
 TEMPLATES = ["auto", "alpaca", "chatml", "llama3", "qwen", "mistral", "gemma", "phi"]
 
@@ -98,8 +99,13 @@ def widget(key: str, value: Any) -> gr.components.Component:
         lo, hi, step = SLIDERS[key]
         return gr.Slider(minimum=lo, maximum=hi, step=step, value=shown, **common)
     if key == "data.datasets":
-        return gr.Dropdown(choices=list(dataset_names.bundled()), value=shown, multiselect=True,
+        return gr.Dropdown(choices=dataset_names.discovered(), value=shown, multiselect=True,
                            allow_custom_value=True, **common)
+    if key == "data.eval_datasets":
+        return gr.Dropdown(choices=list(dataset_names.bundled(include_eval=True)), value=shown, multiselect=True,
+                           allow_custom_value=True, **common)
+    if key == "data.columns":
+        return gr.Textbox(value=shown, lines=1, placeholder="instruction=question, output=answer", **common)
     if key == "model.name_or_path":
         return gr.Dropdown(choices=model_names.model_list(), value=shown, allow_custom_value=True, **common)
     if key == "method.stage":
@@ -126,8 +132,10 @@ def to_widget(key: str, value: Any) -> Any:
     """A config value as its widget shows it."""
     if key in LIST_TEXT:
         return value if isinstance(value, str) else ", ".join(value)
-    if key == "data.datasets":
+    if key in ("data.datasets", "data.eval_datasets"):
         return list(value)
+    if key == "data.columns":
+        return ", ".join(f"{k}={v}" for k, v in value.items())
     return value
 
 
@@ -140,6 +148,9 @@ def to_config(key: str, shown: Any) -> Any:
         if LIST_TEXT[key] == "targets":
             return "all" if text in ("", "all") else names
         return names
+    if key == "data.columns":  # "instruction=question, output=answer"
+        pairs = [p.partition("=") for p in str(shown or "").replace("\n", ",").split(",") if p.strip()]
+        return {k.strip(): v.strip() for k, _, v in pairs}
     inner = _optional_of(tp)
     if inner is not None and (shown is None or shown == ""):
         return None

@@ -1,12 +1,18 @@
 """The datasets of a run config -> tokenised train / validation examples, and a report of what was
-kept, truncated or dropped (nothing is skipped silently)."""
+kept, truncated or dropped (nothing is skipped silently).
+
+Order: read every dataset (train and eval) and check every row first, so a bad row anywhere fails
+the run before any tokens are spent on training; then apply data.on_bad_rows / data.on_long_rows;
+then split off data.val_size (unless data.eval_datasets names separate eval data).
+"""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from engine.config import RunConfig
-from engine.data import encode, formats
+from engine.data import checks, sources
+from engine.data.files import DataError
 
 
 @dataclass
@@ -15,37 +21,54 @@ class DataReport:
     kept: int = 0
     truncated: int = 0
     dropped_long: int = 0
+    dropped_bad: int = 0
     dropped_no_target: int = 0
+    empty: int = 0
+    missing: int = 0
+    invalid: int = 0
+    ended_on_user: int = 0
     train: int = 0
     val: int = 0
     formats: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_event(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in ([], {}, None)}
 
 
-def build(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict], DataReport]:
-    report = DataReport()
+def _collect(cfg: RunConfig, names: list[str], tokenizer, report: DataReport, role: str) -> list[dict]:
+    d = cfg.data
     examples: list[dict] = []
-    for name in cfg.data.datasets:
-        source, rows = formats.read_rows(name)
-        if cfg.data.max_samples:
-            rows = rows[: cfg.data.max_samples]
-        fmt = formats.detect(rows, source)
-        report.formats[name] = fmt
-        report.rows += len(rows)
-        for i, row in enumerate(rows):
-            where = f"{source}, row {i}"
-            if fmt == "text":
-                text = row.get("text")
-                if not isinstance(text, str) or not text.strip():
-                    raise formats.DataError(f"{where}: `text` is empty")
-                enc = encode.encode_text(tokenizer, text, cfg.data.cutoff_len)
-            else:
-                enc = encode.encode_messages(tokenizer, formats.to_messages(row, fmt, where), cfg.data.cutoff_len)
+    for name in names:
+        loaded = sources.load(name, d.format, d.columns)
+        err = checks.stage_error(loaded, cfg.method.stage)
+        if err:
+            raise err
+        report.formats[name] = loaded.spec.format
+        report.notes += [f"{loaded.source}: {n}" for n in loaded.notes]
+        items = checks.examine(loaded, tokenizer, d.cutoff_len, d.max_samples)
+        counts = checks.Counts().add(items, d.cutoff_len)
+        report.rows += counts.rows
+        report.empty += counts.empty
+        report.missing += counts.missing
+        report.invalid += counts.invalid
+        report.ended_on_user += counts.ended_on_user
+        if counts.bad:
+            if d.on_bad_rows == "fail":
+                raise checks.bad_rows_error(counts, loaded.source, role)
+            report.problems += counts.problems
+        for it in items:
+            if it.problem:
+                report.dropped_bad += 1
+                continue
+            enc = it.encoded
             if enc.truncated:
-                if cfg.data.on_long_rows == "fail":
-                    raise formats.DataError(f"{where}: longer than data.cutoff_len={cfg.data.cutoff_len} tokens; "
-                                            "raise cutoff_len or set data.on_long_rows to truncate or drop")
-                if cfg.data.on_long_rows == "drop":
+                if d.on_long_rows == "fail":
+                    raise DataError(f"{it.where}: {enc.length} tokens, longer than data.cutoff_len={d.cutoff_len} "
+                                    f"({counts.over_cutoff} {role} rows in {loaded.source} are); raise cutoff_len "
+                                    "or set data.on_long_rows to truncate or drop")
+                if d.on_long_rows == "drop":
                     report.dropped_long += 1
                     continue
                 report.truncated += 1
@@ -53,17 +76,31 @@ def build(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict], DataReport
                 report.dropped_no_target += 1  # the reply was cut off entirely by cutoff_len
                 continue
             examples.append({"input_ids": enc.input_ids, "labels": enc.labels})
-    report.kept = len(examples)
+    return examples
+
+
+def build(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict], DataReport]:
+    report = DataReport()
+    examples = _collect(cfg, cfg.data.datasets, tokenizer, report, "training")
+    held_out = _collect(cfg, cfg.data.eval_datasets, tokenizer, report, "eval") if cfg.data.eval_datasets else []
+    report.kept = len(examples) + len(held_out)
     if not examples:
-        raise formats.DataError("no usable rows: every row was dropped (see the counts above); raise "
-                                "data.cutoff_len or check the files")
+        raise DataError("no usable training rows: every row was dropped (" + ", ".join(
+            f"{k}={v}" for k, v in report.as_event().items() if isinstance(v, int) and v) +
+            "); raise data.cutoff_len or check the files")
+    if cfg.data.eval_datasets:
+        if not held_out:
+            raise DataError("data.eval_datasets: no usable eval rows; check the eval files")
+        report.train, report.val = len(examples), len(held_out)
+        return examples, held_out, report
     rng = random.Random(cfg.train.seed)
     order = list(range(len(examples)))
     rng.shuffle(order)
-    n_val = int(round(len(examples) * cfg.data.val_size)) if cfg.data.val_size > 0 else 0
+    n_val = 0
     if cfg.data.val_size > 0:
-        n_val = max(1, min(n_val, len(examples) - 1))
-    val = [examples[i] for i in order[:n_val]]
-    train = [examples[i] for i in order[n_val:]]
+        n_val = max(1, min(int(round(len(examples) * cfg.data.val_size)), len(examples) - 1))
+    val = [examples[i] for i in sorted(order[:n_val])]
+    train = [examples[i] for i in sorted(order[n_val:])]  # file order (the trainer shuffles each epoch)
     report.train, report.val = len(train), len(val)
     return train, val, report
+

@@ -1,0 +1,136 @@
+"""Whetstone's training step against the hand-written Hugging Face Trainer + PEFT loop, side by side.
+
+Runs ../shared/bench/hf_baseline.py (the peer: batches padded to their longest row, full logits)
+and Whetstone's own step (engine/batching.py packing + engine/loss.py trained-positions-only
+logits, through the same Trainer) on the same model shape, the same rows (same seed and length
+mix), the same LoRA settings and the same number of steps, each in its own process, then prints
+one table: real (non-padding) tokens/s, peak memory, MFU and the ratios.
+
+  python bench/speed.py --size 135m --steps 8 --bs 4 --maxlen 256        # CPU (2 cores)
+  python bench/speed.py --size 1b --steps 30 --bs 8                      # H100
+  python bench/speed.py --size 8b --steps 20 --bs 4 --gc                 # H100
+
+MFU counts 4 FLOPs per parameter per real token (forward plus the backward through frozen
+weights; nothing for recomputation or padding) against the device's dense bf16 peak (989 TFLOP/s
+on an H100); on CPU it is left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE = REPO.parent / "shared" / "bench" / "hf_baseline.py"
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def whetstone_run(a) -> dict:
+    """One measurement of Whetstone's step (runs in a child process)."""
+    import random
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    sys.path.insert(0, str(BASELINE.parent))
+    import hf_baseline as hb  # the peer's shapes, rows and timer: identical inputs
+
+    from engine import batching
+    from engine.loss import trained_positions_loss
+
+    torch.manual_seed(0)
+    random.seed(0)
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=a.vocab, max_position_embeddings=4096,
+                                         **hb.SHAPES[a.size])).to(dtype)
+    if cuda:
+        model = model.cuda()
+    model.config.use_cache = False
+    if a.liger and cuda:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+        _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False, cross_entropy=False)
+    model = get_peft_model(model, LoraConfig(r=a.rank, lora_alpha=2 * a.rank, lora_dropout=0.0,
+                                             target_modules=hb.TARGETS, task_type="CAUSAL_LM"))
+    rows = hb.make_rows(a.steps * a.bs, a.maxlen, a.vocab)
+    timer = hb.StepTimer(cuda)
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=a.bs, max_steps=a.steps,
+                             bf16=cuda, learning_rate=1e-4, logging_steps=10**6, save_strategy="no", report_to=[],
+                             gradient_checkpointing=a.gc, dataloader_num_workers=0, remove_unused_columns=False,
+                             gradient_checkpointing_kwargs={"use_reentrant": False} if a.gc else None,
+                             use_cpu=not cuda)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=batching.packed(trained_logits_only=True),
+            compute_loss_func=trained_positions_loss, callbacks=[timer]).train()
+    wall = time.perf_counter() - t0
+    warm = min(5, len(timer.times) // 2)
+    step_s = sorted(timer.times[warm:])[len(timer.times[warm:]) // 2]
+    tokens_per_step = sum(len(r["input_ids"]) for r in rows) / a.steps
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 2**20
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"peer": "whetstone_packed", "shape": a.size, "bs": a.bs, "maxlen": a.maxlen,
+            "device": torch.cuda.get_device_name() if cuda else "cpu", "median_step_s": round(step_s, 4),
+            "real_tokens_per_s": round(tokens_per_step / step_s), "peak_mem_gib": round(peak, 2),
+            "wall_s": round(wall, 1), "params": n_params}
+
+
+def mfu(row: dict, params: int) -> str:
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in row.get("device", "")), None)
+    if not peak:
+        return "-"
+    return f"{100 * 4 * params * row['real_tokens_per_s'] / (peak * 1e12):.1f}%"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="135m")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--bs", type=int, default=4)
+    ap.add_argument("--maxlen", type=int, default=256)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--gc", action="store_true", help="gradient checkpointing (both sides)")
+    ap.add_argument("--liger", action="store_true", help="Liger RMSNorm/RoPE/SwiGLU kernels (CUDA only)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(whetstone_run(a)))
+        return 0
+    common = ["--size", a.size, "--steps", str(a.steps), "--bs", str(a.bs), "--maxlen", str(a.maxlen),
+              "--vocab", str(a.vocab), "--rank", str(a.rank)] + (["--gc"] if a.gc else [])
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    results = []
+    for cmd in ([sys.executable, str(BASELINE), *common],
+                [sys.executable, str(Path(__file__).resolve()), "--child", *common] + (["--liger"] if a.liger else [])):
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if out.returncode != 0 or not line:
+            print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
+            return 1
+        results.append(json.loads(line[-1]))
+    base, ours = results
+    params = ours["params"]
+    print(f"\nshape {a.size}, batch {a.bs}, lengths up to {a.maxlen}, LoRA r{a.rank} on all linear layers, "
+          f"{a.steps} steps, grad ckpt {a.gc}, device {ours['device']}")
+    print(f"{'':28} {'real tok/s':>11} {'peak GiB':>9} {'MFU':>7} {'median step s':>14}")
+    for r in (base, ours):
+        print(f"{r['peer']:28} {r['real_tokens_per_s']:>11} {r['peak_mem_gib']:>9} {mfu(r, params):>7} "
+              f"{r['median_step_s']:>14}")
+    print(f"{'ratio (whetstone / baseline)':28} {ours['real_tokens_per_s'] / base['real_tokens_per_s']:>10.2f}x "
+          f"{ours['peak_mem_gib'] / base['peak_mem_gib']:>8.2f}x")
+    print(json.dumps({"baseline": base, "whetstone": ours}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
