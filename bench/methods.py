@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # method -> (method section, learning rate)
 METHODS = {
     "full": ({"finetuning": "full"}, 5e-5),
-    "freeze": ({"finetuning": "freeze", "freeze": {"trainable_layers": 4}}, 1e-4),
+    "freeze": ({"finetuning": "freeze", "freeze": {"trainable_layers": 2}}, 1e-4),
     "lora": ({"finetuning": "lora"}, 1e-3),
     "lora+rslora": ({"finetuning": "lora", "lora": {"use_rslora": True}}, 1e-3),
     "dora": ({"finetuning": "lora", "lora": {"use_dora": True}}, 1e-3),
