@@ -29,6 +29,8 @@ DType = Literal["auto", "bf16", "fp16", "fp32"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw", "adafactor", "sgd"]
 OnLongRows = Literal["truncate", "drop", "fail"]
+Strategy = Literal["none", "ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
+Backend = Literal["auto", "nccl", "gloo"]
 OnBadRows = Literal["fail", "drop"]
 DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
 
@@ -120,12 +122,35 @@ class OutputConfig:
 
 
 @dataclass
+class DistributedConfig:
+    nproc_per_node: int = F(1, "Training processes on each machine: one per GPU (on CPU, each process is a "
+                               "replica using the gloo backend).", min=1, max=64)
+    nnodes: int = F(1, "Machines taking part. More than 1 needs a cluster: see `python app.py launch-script`.",
+                    min=1, max=4096)
+    strategy: Strategy = F("none",
+                           "How the processes share the work. none: one process; ddp: every process holds the "
+                           "whole model and they average gradients (fastest when the model fits one GPU); fsdp: "
+                           "weights, gradients and optimizer state sharded across GPUs (PyTorch FSDP2); "
+                           "deepspeed_zero2: optimizer state and gradients sharded; deepspeed_zero3: weights "
+                           "sharded too (largest models; needs the deepspeed package).")
+    cpu_offload: bool = F(False, "Keep sharded optimizer state (and, for fsdp / zero3, weights) in CPU memory: "
+                                 "fits bigger models, trains slower. fsdp and deepspeed only.")
+    backend: Backend = F("auto", "Communication backend: auto = nccl on GPUs, gloo on CPU.")
+    master_addr: str = F("127.0.0.1", "Address of the machine with node_rank 0 (several machines only).")
+    master_port: int = F(29500, "Free TCP port on master_addr for the rendezvous (several machines only).",
+                         min=1024, max=65535)
+    node_rank: int = F(0, "This machine's index, 0 .. nnodes-1, when starting one machine by hand "
+                          "(the SLURM script sets it per node).", min=0)
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = N(ModelConfig, "Which model, and how it is loaded.")
     data: DataConfig = N(DataConfig, "Which data, and how it is tokenised.")
     method: MethodConfig = N(MethodConfig, "Stage and fine-tuning method.")
     train: TrainConfig = N(TrainConfig, "Optimisation hyperparameters.")
     output: OutputConfig = N(OutputConfig, "Where the run is saved.")
+    distributed: DistributedConfig = N(DistributedConfig, "Several GPUs or machines (torchrun / DeepSpeed).")
 
 
 class ConfigError(ValueError):
@@ -361,6 +386,8 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
         p.append("data.val_size: set it to 0 when data.eval_datasets names separate eval data (or clear "
                  "eval_datasets to hold out a share of the training rows)")
     p += method_problems(cfg)
+    from engine.distributed import config_problems  # light: stdlib only
+    p += config_problems(cfg)
     if check_files:
         from engine import dataset_names  # light: resolves bundled names and checks local paths
         for key in ("datasets", "eval_datasets"):

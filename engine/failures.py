@@ -4,6 +4,11 @@ from __future__ import annotations
 from engine.config import RunConfig
 
 
+# What the communication backends (gloo, NCCL) say when a peer process of a multi-process run is gone.
+PEER_LOST = ("connection reset by peer", "connection closed by peer", "broken pipe", "watchdog caught collective",
+             "nccl communicator was aborted", "socket timeout")
+
+
 def explain(e: BaseException, cfg: RunConfig | None = None) -> str:
     msg = str(e) or type(e).__name__
     name = type(e).__name__
@@ -33,4 +38,8 @@ def explain(e: BaseException, cfg: RunConfig | None = None) -> str:
         return "The disk is full: free some space (old runs in saves/, checkpoints) and resume the run."
     if isinstance(e, PermissionError):
         return f"Cannot write: {msg}. Check the permissions of the saves folder."
+    if any(k in low for k in PEER_LOST):
+        return ("Another training process of this run stopped unexpectedly (killed, or out of host or GPU memory), "
+                "so the others could not go on. Its own error is in the run's stdout.log. Resume continues from the "
+                f"last checkpoint. (Details: {msg[:300]})")
     return f"{name}: {msg}"

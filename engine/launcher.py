@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from engine import config as C
+from engine import distributed
 from engine.paths import REPO, saves_dir
 from engine.runs import WORKER_FILE, _proc_start_time, list_runs, worker_alive
 
@@ -54,7 +55,18 @@ def active_run(saves: Path) -> Optional[Path]:
 
 
 def worker_command(config_path: Path) -> list[str]:
+    """The worker's argv: plain Python for one process, torchrun for several (or for FSDP / DeepSpeed)."""
+    cfg = C.load(config_path, check_files=False)
+    if distributed.needs_launcher(cfg):
+        return distributed.launch_command(cfg, config_path)
     return [sys.executable, "-m", "engine.train", "--config", str(config_path)]
+
+
+def _check_machine(cfg: C.RunConfig) -> None:
+    """Refuse before anything starts when this machine cannot run the distributed section."""
+    problems = distributed.launch_problems(cfg)
+    if problems:
+        raise C.ConfigError(problems)
 
 
 def create_run(cfg: C.RunConfig) -> Path:
@@ -96,6 +108,7 @@ def start(cfg: C.RunConfig) -> Path:
         busy = active_run(saves)
         if busy is not None:
             raise LaunchError(f"Run {busy.name!r} is still going; stop it before starting another.")
+        _check_machine(cfg)
         run_dir = create_run(cfg)
         _spawn(run_dir)
     return run_dir
@@ -110,6 +123,7 @@ def resume(run_dir: str | Path) -> Path:
         busy = active_run(run_dir.parent)
         if busy is not None:
             raise LaunchError(f"Run {busy.name!r} is still going; stop it before resuming another.")
+        _check_machine(C.load(run_dir / "config.yaml", check_files=False))
         _spawn(run_dir)
     return run_dir
 
@@ -122,7 +136,9 @@ def stop(run_dir: str | Path, grace_s: float = STOP_GRACE_S, wait: bool = False)
     run_dir = Path(run_dir)
     if not worker_alive(run_dir):
         return False
-    pid = int(json.loads((run_dir / WORKER_FILE).read_text())["pid"])
+    info = json.loads((run_dir / WORKER_FILE).read_text())
+    # The process group: the worker's own, or torchrun's with every rank in it (rank 0 records it).
+    pid = int(info.get("pgid") or info["pid"])
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

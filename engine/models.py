@@ -125,7 +125,7 @@ def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
     qc = bnb_config(cfg, dtype) if quantize else None
     if qc is not None:
         kwargs["quantization_config"] = qc
-        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
     try:
         model = auto.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from engine import config as C
+from engine import distributed
 from engine.events import EVENTS_FILE, EventWriter
 from engine.failures import explain
 from engine.runs import WORKER_FILE, _proc_start_time, checkpoints
@@ -40,15 +41,19 @@ def take_lock(run_dir: Path):
 
 
 def write_worker_file(run_dir: Path) -> None:
-    info = {"pid": os.getpid(), "proc_start": _proc_start_time(os.getpid()), "started": time.time(),
-            "cmd": sys.argv}
+    # Stop signals the process group: this worker's own, or that of torchrun (its parent) with every
+    # rank in it; never a group that merely contains us (a test runner, a shell script).
+    pgid = os.getpgid(0) if os.getpgid(0) in (os.getpid(), os.getppid()) else None
+    info = {"pid": os.getpid(), "pgid": pgid, "proc_start": _proc_start_time(os.getpid()),
+            "started": time.time(), "cmd": sys.argv, "world_size": distributed.world_size()}
     tmp = run_dir / (WORKER_FILE + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(run_dir / WORKER_FILE)
 
 
 def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_class=None, extra=None):
-    """The Trainer arguments; args_class / extra: the stage's TrainingArguments subclass (trl) and its fields."""
+    """The Trainer's arguments; the distributed section adds DDP / FSDP / DeepSpeed settings; args_class /
+    extra: the stage's TrainingArguments subclass (trl) and its fields."""
     import torch
     from transformers import TrainingArguments
 
@@ -89,6 +94,7 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         disable_tqdm=True,
         save_only_model=False,
         optim=hf_optim(cfg),
+        **distributed.trainer_kwargs(cfg, cuda),
         **(extra or {}),
     )
 
@@ -110,22 +116,41 @@ def save_final(model, tokenizer, cfg: C.RunConfig, run_dir: Path, resolved: dict
     return final
 
 
+def save_final_sharded(trainer, tokenizer, cfg: C.RunConfig, run_dir: Path, resolved: dict) -> Path:
+    """FSDP / DeepSpeed: every rank joins the Trainer's gathering save; rank 0 completes the folder."""
+    from engine.methods import is_adapter
+    name = "adapter" if is_adapter(trainer.model) else "model"
+    tmp, final = run_dir / f".tmp-{name}", run_dir / name
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+    distributed.barrier()
+    trainer.save_model(str(tmp))  # gathers a full state dict; only rank 0 writes
+    if distributed.is_main():
+        tokenizer.save_pretrained(tmp)
+        C.save(cfg, tmp / "whetstone_config.yaml")
+        (tmp / "whetstone_resolved.json").write_text(json.dumps(resolved, indent=1, default=str))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    return final
+
+
 def run(config_path: Path) -> int:
     run_dir = config_path.resolve().parent
-    events = EventWriter(run_dir / EVENTS_FILE)
+    events = distributed.events_for_rank(run_dir / EVENTS_FILE)  # rank 0 writes; others only their failure
     cfg = None
-    try:
-        lock = take_lock(run_dir)  # noqa: F841  (held until the process exits)
-    except RunLocked as e:
-        print(str(e), file=sys.stderr)
-        return 3
-    write_worker_file(run_dir)
+    if distributed.is_main():  # one lock and one worker.json per run, held by rank 0
+        try:
+            lock = take_lock(run_dir)  # noqa: F841  (held until the process exits)
+        except RunLocked as e:
+            print(str(e), file=sys.stderr)
+            return 3
+        write_worker_file(run_dir)
     from engine.trainer_hooks import StopFlag
     flag = StopFlag()
     flag.install()
     try:
         cfg = C.load(config_path)
-        events.status("starting", 0, pid=os.getpid())
+        events.status("starting", 0, pid=os.getpid(), world_size=distributed.world_size())
         return train(cfg, run_dir, events, flag)
     except KeyboardInterrupt:
         events.status("stopped", 0, reason="interrupted before the first checkpoint")
@@ -150,6 +175,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     from engine.trainer_hooks import EventsCallback, StopOnSignal
 
     set_seed(cfg.train.seed)
+    distributed.prepare_rank()
+    if distributed.is_main() and (note := distributed.mismatch_note(cfg)):
+        print(note, file=sys.stderr, flush=True)
     events.status("loading", 0, what="tokenizer and model")
     path = models.resolve_path(cfg.model.name_or_path)
     tokenizer = models.load_tokenizer(cfg, path)
@@ -168,6 +196,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         events.status("stopped", 0, reason="stopped before training began")
         return 0
 
+    # Built before the model: DeepSpeed ZeRO-3 must see its config while the weights load.
+    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     model = models.load_model(cfg, path)
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
     model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
@@ -175,7 +205,6 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
 
-    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     resolved = {
         "model_path": path, "dtype": str(dtype).replace("torch.", ""),
         "quantization": models.quantization_of(cfg),
@@ -184,10 +213,12 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         "trainable_pct": round(100 * trainable / max(total, 1), 4),
         "effective_batch": cfg.train.batch_size * cfg.train.grad_accum * max(1, args.world_size),
         "train_rows": report.train, "val_rows": report.val, "chat_template": tokenizer.chat_template,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "world_size": args.world_size, "strategy": cfg.distributed.strategy,
     }
+    if args.deepspeed and distributed.is_main():  # the exact DeepSpeed config, beside the run, for the record
+        (run_dir / "deepspeed.json").write_text(json.dumps(args.deepspeed, indent=1, default=str))
     for k, v in resolved.items():
-        if k != "chat_template":
+        if k != "chat_template" and distributed.is_main():
             print(f"resolved {k} = {v}", flush=True)
     events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
 
@@ -206,7 +237,13 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         events.status("stopped", step, checkpoint=f"checkpoint-{step}",
                       reason="stopped by request; resume continues from this checkpoint")
         return 0
-    final = save_final(trainer.model, tokenizer, cfg, run_dir, resolved)
+    if distributed.gathers_to_rank0_for_save(cfg):
+        final = save_final_sharded(trainer, tokenizer, cfg, run_dir, resolved)
+    elif distributed.is_main():
+        final = save_final(trainer.model, tokenizer, cfg, run_dir, resolved)
+    distributed.barrier()  # no rank exits before the output is whole
+    if not distributed.is_main():
+        return 0
     events.status("finished", step, output=str(final.relative_to(run_dir)), **telemetry.memory())
     return 0
 

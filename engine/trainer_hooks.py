@@ -6,7 +6,7 @@ import time
 
 from transformers import TrainerCallback
 
-from engine import telemetry
+from engine import distributed, telemetry
 from engine.events import EventWriter
 
 
@@ -38,7 +38,8 @@ class StopOnSignal(TrainerCallback):
         self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.flag.set and self.stopped_at is None:
+        # Under several processes all ranks agree (one all-reduce), so they stop and save at one step.
+        if self.stopped_at is None and distributed.any_rank(self.flag.set):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
@@ -64,6 +65,7 @@ class EventsCallback(TrainerCallback):
         logs = logs or {}
         step = state.global_step
         if "loss" in logs:
+            memory = distributed.gather_memory(telemetry.memory())  # every rank's, in rank 0's event
             now = time.time()
             tokens = state.num_input_tokens_seen or 0
             dt = max(now - (self._last_t or now), 1e-6)
@@ -72,7 +74,7 @@ class EventsCallback(TrainerCallback):
             self.events.write("train", step, loss=float(logs["loss"]), lr=float(logs.get("learning_rate", 0.0)),
                               grad_norm=_f(logs.get("grad_norm")), epoch=_f(logs.get("epoch")),
                               tokens_per_s=round(tps, 1) if tps is not None else None, tokens_seen=tokens,
-                              total_steps=state.max_steps, **stage_metrics(logs), **telemetry.memory())
+                              total_steps=state.max_steps, **stage_metrics(logs), **memory)
         if "eval_loss" in logs:
             self.events.write("eval", step, eval_loss=float(logs["eval_loss"]), epoch=_f(logs.get("epoch")),
                               **stage_metrics(logs, "eval_"))

@@ -121,10 +121,15 @@ def memory_figure(series: Optional[RunSeries]) -> go.Figure:
     mode = _mode(len(series.train_steps))
     traces = [("vram_alloc_gib", "VRAM allocated", COLORS[1]), ("vram_reserved_gib", "VRAM reserved", COLORS[3])] \
         if gpu else [("rss_gib", "process RSS", COLORS[5])]
+    ranks = bool(series.other_ranks(traces[0][0]))
     for metric, title, color in traces:
         if series.has(metric):
-            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[metric], name=title, mode=mode,
-                                     line=dict(color=color, width=2)))
+            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[metric], mode=mode,
+                                     name=f"{title} (rank 0)" if ranks else title, line=dict(color=color, width=2)))
+        for key in series.other_ranks(metric):  # several processes: one thinner line per other rank
+            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[key], mode=mode,
+                                     name=f"{title} (rank {key.rsplit('rank', 1)[1]})",
+                                     line=dict(color=color, width=1, dash="dot")))
     fig.update_yaxes(rangemode="tozero")
     _whole_steps(fig, _last_step(series))
     return fig

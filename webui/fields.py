@@ -26,7 +26,7 @@ SLIDERS: dict[str, tuple[float, float, float]] = {
 
 # Literal fields with few choices read better as radio buttons.
 RADIOS = {"model.quantization", "method.finetuning", "model.dtype", "train.scheduler", "data.on_long_rows",
-          "data.on_bad_rows"}
+          "data.on_bad_rows", "distributed.strategy", "distributed.backend"}
 
 TEMPLATES = ["auto", "alpaca", "chatml", "llama3", "qwen", "mistral", "gemma", "phi"]
 
@@ -178,4 +178,8 @@ def applies(key: str, cfg: C.RunConfig) -> bool:
         return ft == "lora"  # qlora is 4-bit by definition; full and freeze train the weights themselves
     if key == "train.eval_steps":
         return cfg.data.val_size > 0
+    if key == "distributed.cpu_offload":
+        return cfg.distributed.strategy in ("fsdp", "deepspeed_zero2", "deepspeed_zero3")
+    if key in ("distributed.master_addr", "distributed.master_port", "distributed.node_rank"):
+        return cfg.distributed.nnodes > 1
     return True

@@ -9,6 +9,9 @@ LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.batch_s
         "train.optimizer", "train.scheduler", "train.warmup_ratio", "train.weight_decay"]
 RIGHT = ["train.max_grad_norm", "train.seed", "train.logging_steps", "train.save_steps", "train.eval_steps",
          "train.save_total_limit", "train.gradient_checkpointing", "train.packing", "train.trained_logits_only"]
+# Several GPUs or machines (torchrun); folded away: most runs use one process.
+DIST = ["distributed.nproc_per_node", "distributed.strategy", "distributed.cpu_offload", "distributed.backend",
+        "distributed.nnodes", "distributed.master_addr", "distributed.master_port", "distributed.node_rank"]
 
 
 def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews]:
@@ -18,5 +21,9 @@ def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.Metho
             left = fields.build(LEFT, cfg)
         with gr.Column(scale=1):
             right = fields.build(RIGHT, cfg)
+    with gr.Accordion("Several GPUs / machines", open=cfg.distributed.nproc_per_node * cfg.distributed.nnodes > 1):
+        gr.Markdown("More than one process starts the run under torchrun; for a cluster, "
+                    "`python app.py launch-script CONFIG --nodes N` writes a SLURM file.")
+        dist = fields.build(DIST, cfg)
     views = method_panel.build(cfg, table=False)  # the memory estimate, live as batch / cutoff change
-    return left + right, views
+    return left + right + dist, views

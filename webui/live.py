@@ -53,6 +53,7 @@ class RunSeries:
                 for m in TRAIN_METRICS:
                     v = e.get(m)
                     self.metrics[m].append(float(v) if isinstance(v, (int, float)) else None)
+                self._add_other_ranks(e)
             elif kind == "eval":
                 v = e.get("eval_loss")
                 self.eval_steps.append(int(step or 0))
@@ -76,7 +77,23 @@ class RunSeries:
         return self.status in ENDED
 
     def has(self, metric: str) -> bool:
-        return any(v is not None for v in self.metrics[metric])
+        return any(v is not None for v in self.metrics.get(metric, ()))
+
+    def _add_other_ranks(self, e: dict) -> None:
+        """Multi-process runs: rank r's memory arrives as e.g. `vram_alloc_gib_rank1` in rank 0's event."""
+        n = len(self.train_steps)
+        for k, v in e.items():
+            if "_gib_rank" in k and k not in self.metrics:
+                self.metrics[k] = [None] * (n - 1)
+        for k, col in self.metrics.items():
+            if "_gib_rank" in k:
+                v = e.get(k)
+                col.append(float(v) if isinstance(v, (int, float)) else None)
+
+    def other_ranks(self, metric: str) -> list[str]:
+        """The per-rank columns of one memory metric, rank 1 first."""
+        keys = [k for k in self.metrics if k.startswith(metric + "_rank")]
+        return sorted(keys, key=lambda k: int(k.rsplit("rank", 1)[1]))
 
 
 @dataclass
