@@ -63,34 +63,42 @@ def sweep_staging(checkpoints_dir: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-class AtomicCheckpointTrainer(Trainer):
-    """A Trainer whose checkpoints appear whole or not at all."""
+def atomic(base_cls: type) -> type:
+    """A subclass of any Trainer class (transformers or trl) whose checkpoints appear whole or not at all."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._staging_root: str | None = None
-        if self.args.should_save:
-            sweep_staging(Path(self.args.output_dir))
+    class AtomicCheckpoints(base_cls):
 
-    def _get_output_dir(self, trial) -> str:
-        return self._staging_root or super()._get_output_dir(trial)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._staging_root: str | None = None
+            if self.args.should_save:
+                sweep_staging(Path(self.args.output_dir))
 
-    def _save_checkpoint(self, model, trial) -> None:
-        final_root = Path(super()._get_output_dir(trial))
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staging = final_root / f"{STAGING_PREFIX}{name}"
-        if self.args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self._staging_root = str(staging)
-        try:
-            super()._save_checkpoint(model, trial)  # writes staging/checkpoint-N, file by file
-        finally:
-            self._staging_root = None
-        self.accelerator.wait_for_everyone()  # every rank's shards are written before the rename
-        if self.args.should_save:
-            publish(staging / name, final_root / name)
-            shutil.rmtree(staging, ignore_errors=True)
-            rotate_checkpoints(output_dir=str(final_root), save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
-        self.accelerator.wait_for_everyone()
+        def _get_output_dir(self, trial) -> str:
+            return self._staging_root or super()._get_output_dir(trial)
+
+        def _save_checkpoint(self, model, trial) -> None:
+            final_root = Path(super()._get_output_dir(trial))
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            staging = final_root / f"{STAGING_PREFIX}{name}"
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            self._staging_root = str(staging)
+            try:
+                super()._save_checkpoint(model, trial)  # writes staging/checkpoint-N, file by file
+            finally:
+                self._staging_root = None
+            self.accelerator.wait_for_everyone()  # every rank's shards are written before the rename
+            if self.args.should_save:
+                publish(staging / name, final_root / name)
+                shutil.rmtree(staging, ignore_errors=True)
+                rotate_checkpoints(output_dir=str(final_root), save_total_limit=self.args.save_total_limit,
+                                   best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+            self.accelerator.wait_for_everyone()
+
+    AtomicCheckpoints.__name__ = f"Atomic{base_cls.__name__}"
+    return AtomicCheckpoints
+
+
+AtomicCheckpointTrainer = atomic(Trainer)

@@ -19,35 +19,23 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from engine.config_fields import F, N  # noqa: F401  (re-exported)
+from engine.method_config import (IMPLEMENTED_STAGES, Finetuning, MethodConfig, Stage,  # noqa: F401
+                                   method_problems)
+
 SCHEMA_VERSION = 1
 
 Quantization = Literal["none", "8bit", "4bit"]
 DType = Literal["auto", "bf16", "fp16", "fp32"]
-Stage = Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "rm", "ppo"]
-Finetuning = Literal["lora", "qlora", "full", "freeze"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw", "adafactor", "sgd"]
 OnLongRows = Literal["truncate", "drop", "fail"]
 Strategy = Literal["none", "ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
 Backend = Literal["auto", "nccl", "gloo"]
 OnBadRows = Literal["fail", "drop"]
 DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
 
-# Stages the training worker can run today; the others are accepted by the type but refused here.
-IMPLEMENTED_STAGES = ("sft",)
-
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def F(default: Any, help: str, **kw: Any) -> Any:
-    """A config field: its default and its one help text (shown in the UI and in `--help`)."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def N(cls: type, help: str) -> Any:
-    """A nested section."""
-    return field(default_factory=cls, metadata={"help": help})
 
 
 @dataclass
@@ -97,31 +85,6 @@ class DataConfig:
 
 
 @dataclass
-class LoraSection:
-    rank: int = F(8, "LoRA rank r: size of the low-rank update. Higher learns more, costs more.", min=1, max=1024)
-    alpha: float = F(16.0, "LoRA alpha: the update is scaled by alpha / rank.", min=0.0)
-    dropout: float = F(0.0, "Dropout on the LoRA input during training.", min=0.0, max=0.9)
-    targets: Union[str, list[str]] = F("all",
-                                       "Modules to adapt: 'all' = every linear layer of the model except the "
-                                       "output head, or a list of module names such as [q_proj, v_proj].")
-
-
-@dataclass
-class FreezeSection:
-    trainable_layers: int = F(2, "Freeze tuning: train only the last N transformer layers.", min=1)
-
-
-@dataclass
-class MethodConfig:
-    stage: Stage = F("sft", "Training stage: sft (supervised fine-tuning on conversations).")
-    finetuning: Finetuning = F("lora",
-                               "lora: small trainable adapters on frozen weights; qlora: the same on 4-bit weights "
-                               "(needs a CUDA GPU); full: every weight trains; freeze: only the last layers train.")
-    lora: LoraSection = N(LoraSection, "LoRA / QLoRA settings.")
-    freeze: FreezeSection = N(FreezeSection, "Freeze-tuning settings.")
-
-
-@dataclass
 class TrainConfig:
     learning_rate: float = F(2e-4, "Peak learning rate.", min_exclusive=0.0, max=1.0)
     epochs: float = F(3.0, "Passes over the training data.", min_exclusive=0.0)
@@ -130,6 +93,11 @@ class TrainConfig:
     grad_accum: int = F(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).",
                         min=1, max=4096)
     scheduler: Scheduler = F("cosine", "Learning-rate schedule after warm-up.")
+    optimizer: Optimizer = F("adamw",
+                             "adamw: AdamW with fp32 states (8 bytes per trainable weight); adamw_8bit: AdamW with "
+                             "8-bit states (bitsandbytes, 2 bytes per weight); paged_adamw_8bit / paged_adamw: the "
+                             "same with states paged to CPU memory on spikes (QLoRA's third part; CUDA only, on "
+                             "CPU they run unpaged); adafactor: factored states, least memory; sgd: no states.")
     warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=0.5)
     max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
     weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
@@ -426,16 +394,7 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
     if cfg.data.eval_datasets and cfg.data.val_size > 0:
         p.append("data.val_size: set it to 0 when data.eval_datasets names separate eval data (or clear "
                  "eval_datasets to hold out a share of the training rows)")
-    targets = cfg.method.lora.targets
-    if isinstance(targets, str) and targets != "all":
-        p.append(f"method.lora.targets: {_show(targets)} must be 'all' or a list of module names")
-    if isinstance(targets, list) and (not targets or not all(t.strip() for t in targets)):
-        p.append("method.lora.targets: the list must name at least one module, with no empty names")
-    if cfg.method.finetuning == "qlora" and cfg.model.quantization == "8bit":
-        p.append("model.quantization: qlora uses 4-bit weights; set it to '4bit' or 'none' (qlora sets 4bit)")
-    if cfg.method.stage not in IMPLEMENTED_STAGES:
-        p.append(f"method.stage: {_show(cfg.method.stage)} is not implemented yet; use one of "
-                 f"{', '.join(IMPLEMENTED_STAGES)}")
+    p += method_problems(cfg)
     from engine.distributed import config_problems  # light: stdlib only
     p += config_problems(cfg)
     if check_files:

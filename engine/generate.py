@@ -74,6 +74,10 @@ def load_source(src: ChatSource, full_precision: bool = False) -> Loaded:
     cfg = run_config(run_dir)
     tok = run_tokenizer(cfg, wdir, run_dir)
     base_path = models.resolve_path(cfg.model.name_or_path)
+    from engine import bottleneck
+    if bottleneck.is_bottleneck_folder(wdir):  # adapter layers inserted into the base (no peft folder)
+        m = bottleneck.load(models.load_model(cfg, base_path, quantize=False), wdir).eval()
+        return Loaded(m, tok, src, base_path=base_path, cfg=cfg, stop_ids=stop_token_ids(tok))
     if (wdir / "adapter_config.json").is_file():
         from peft import PeftModel
         quantize = not full_precision and models.quantization_of(cfg) != "none"

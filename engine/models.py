@@ -91,8 +91,11 @@ def bnb_config(cfg: RunConfig, compute_dtype: torch.dtype):
     from transformers import BitsAndBytesConfig
     q = quantization_of(cfg)
     if q == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+        qs = cfg.method.quant
+        if qs.compute_dtype != "auto":
+            compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[qs.compute_dtype]
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=qs.type,
+                                  bnb_4bit_use_double_quant=qs.double_quant, bnb_4bit_compute_dtype=compute_dtype)
     if q == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
@@ -112,18 +115,23 @@ def load_tokenizer(cfg: RunConfig, path: str | None = None):
 
 def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
     """Load the base model for training or chat. Weights come from safetensors only (no pickle)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     path = path or resolve_path(cfg.model.name_or_path)
     dtype = pick_dtype(cfg)
     kwargs = dict(dtype=dtype, trust_remote_code=cfg.model.trust_remote_code, use_safetensors=True)
+    auto = AutoModelForCausalLM
+    if cfg.method.stage == "rm":  # a reward model: the same body with a one-number score head
+        auto, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     qc = bnb_config(cfg, dtype) if quantize else None
     if qc is not None:
         kwargs["quantization_config"] = qc
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = auto.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         raise ModelLoadError(_load_hint(cfg.model.name_or_path, e)) from e
+    if model.config.pad_token_id is None and cfg.method.stage == "rm":
+        model.config.pad_token_id = model.config.eos_token_id
     if qc is None and torch.cuda.is_available():
         model = model.to("cuda")
     return model

@@ -51,13 +51,16 @@ def write_worker_file(run_dir: Path) -> None:
     tmp.replace(run_dir / WORKER_FILE)
 
 
-def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
-    """The Trainer's arguments; the distributed section adds DDP / FSDP / DeepSpeed settings."""
+def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_class=None, extra=None):
+    """The Trainer's arguments; the distributed section adds DDP / FSDP / DeepSpeed settings; args_class /
+    extra: the stage's TrainingArguments subclass (trl) and its fields."""
     import torch
     from transformers import TrainingArguments
+
+    from engine.optimizers import hf_optim
     t = cfg.train
     cuda = torch.cuda.is_available()
-    return TrainingArguments(
+    return (args_class or TrainingArguments)(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
@@ -90,7 +93,9 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype):
         include_num_input_tokens_seen="all" if t.packing else "non_padding",
         disable_tqdm=True,
         save_only_model=False,
+        optim=hf_optim(cfg),
         **distributed.trainer_kwargs(cfg, cuda),
+        **(extra or {}),
     )
 
 
@@ -101,7 +106,8 @@ def save_final(model, tokenizer, cfg: C.RunConfig, run_dir: Path, resolved: dict
     final = run_dir / name
     tmp = run_dir / f".tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    from engine.methods import save_kwargs
+    model.save_pretrained(tmp, safe_serialization=True, **save_kwargs(model, run_dir))
     tokenizer.save_pretrained(tmp)  # carries the chat template used in training
     C.save(cfg, tmp / "whetstone_config.yaml")
     (tmp / "whetstone_resolved.json").write_text(json.dumps(resolved, indent=1, default=str))
@@ -164,9 +170,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     import torch
     from transformers import set_seed
 
-    from engine import batching, methods, models, telemetry
-    from engine.checkpointing import AtomicCheckpointTrainer as Trainer  # checkpoints appear whole or not at all
-    from engine.loss import trained_positions_loss
+    from engine import methods, models, stages, telemetry
     from engine.data import pipeline, templates
     from engine.trainer_hooks import EventsCallback, StopOnSignal
 
@@ -183,17 +187,20 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     dtype = models.pick_dtype(cfg)
 
     events.status("loading", 0, what="data")
-    train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
+    if stages.uses_pairs(cfg):  # preference / reward stages: prompt, chosen, rejected rows for trl
+        train_rows, val_rows, report = stages.pair_rows(cfg)
+    else:
+        train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
     events.write("data", 0, train_rows=report.train, val_rows=report.val, **report.as_event())
     if flag.set:
         events.status("stopped", 0, reason="stopped before training began")
         return 0
 
     # Built before the model: DeepSpeed ZeRO-3 must see its config while the weights load.
-    args = training_args(cfg, run_dir, bool(val_rows), dtype)
+    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     model = models.load_model(cfg, path)
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
-    model = methods.apply(model, cfg)
+    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
@@ -216,12 +223,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
 
     stopper = StopOnSignal(flag)
-    sparse = cfg.train.trained_logits_only
-    collate = batching.packed(sparse) if cfg.train.packing else batching.padded(tokenizer.pad_token_id, sparse)
-    trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows or None,
-                      data_collator=collate, processing_class=tokenizer,
-                      compute_loss_func=trained_positions_loss if sparse else None,
-                      callbacks=[EventsCallback(events, run_dir), stopper])
+    collate, loss_func = stages.collator(cfg, tokenizer)
+    trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
+                                   [EventsCallback(events, run_dir), stopper], collate, loss_func)
     ckpts = checkpoints(run_dir)
     resume_from = ckpts[-1] if ckpts else None
     if resume_from:

@@ -74,13 +74,30 @@ class EventsCallback(TrainerCallback):
             self.events.write("train", step, loss=float(logs["loss"]), lr=float(logs.get("learning_rate", 0.0)),
                               grad_norm=_f(logs.get("grad_norm")), epoch=_f(logs.get("epoch")),
                               tokens_per_s=round(tps, 1) if tps is not None else None, tokens_seen=tokens,
-                              total_steps=state.max_steps, **memory)
+                              total_steps=state.max_steps, **stage_metrics(logs), **memory)
         if "eval_loss" in logs:
-            self.events.write("eval", step, eval_loss=float(logs["eval_loss"]), epoch=_f(logs.get("epoch")))
+            self.events.write("eval", step, eval_loss=float(logs["eval_loss"]), epoch=_f(logs.get("epoch")),
+                              **stage_metrics(logs, "eval_"))
 
     def on_save(self, args, state, control, **kwargs):
         self.events.status("checkpoint", state.global_step, checkpoint=f"checkpoint-{state.global_step}")
         self.events.status("running", state.global_step, total_steps=state.max_steps)
+
+
+# Metrics the preference and reward trainers (trl) log beside the loss; copied into the events as named.
+STAGE_METRIC_PREFIXES = ("rewards/", "logps/")
+STAGE_METRIC_NAMES = ("accuracy", "margin", "mean_reward", "nll_loss", "log_odds_ratio", "kl")
+
+
+def stage_metrics(logs: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in logs.items():
+        if not k.startswith(prefix) or not isinstance(v, (int, float)):
+            continue
+        name = k[len(prefix):]
+        if name.startswith(STAGE_METRIC_PREFIXES) or name in STAGE_METRIC_NAMES:
+            out[(prefix + name) if prefix else name] = float(v)
+    return out
 
 
 def _f(v):

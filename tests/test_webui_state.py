@@ -46,9 +46,8 @@ def test_eval_steps_only_shows_when_there_is_a_validation_split():
 
 
 def test_every_config_field_has_a_widget_in_some_tab():
-    shown = {"model.name_or_path", "output.run_name", *dataset.KEYS, *method.METHOD_KEYS, *method.LORA_KEYS,
-             *method.FREEZE_KEYS, *hyperparams.LEFT, *hyperparams.RIGHT,
-             *hyperparams.DIST}
+    shown = {"model.name_or_path", "output.run_name", *dataset.KEYS, *method.ALL_KEYS, *hyperparams.LEFT,
+             *hyperparams.RIGHT, *hyperparams.DIST}
     every = {key for key, *_ in C.iter_fields()}
     # saves_dir is the app's runs folder (WHETSTONE_SAVES), shown above the runs list, not a per-run choice
     assert every - shown == {"output.saves_dir"}

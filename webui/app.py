@@ -61,9 +61,9 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
             with gr.Tab("Dataset"):
                 data_fields = dataset.build(state)
             with gr.Tab("Method"):
-                method_fields = method.build(state)
+                method_fields, method_views = method.build(state)
             with gr.Tab("Hyperparameters"):
-                hp_fields = hyperparams.build(state)
+                hp_fields, hp_views = hyperparams.build(state)
             with gr.Tab("Train", id=train.TAB_ID):
                 panel = train.build(state)
             with gr.Tab("Chat"):
@@ -71,7 +71,8 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
             with gr.Tab("Export"):
                 export_fields = export.build(state)
         form = ConfigForm(widgets=[*model, *data_fields, *method_fields, *hp_fields, *panel.fields, *chat_fields,
-                                   *export_fields], views=panel.views, state=state)
+                                   *export_fields], views=panel.views, state=state,
+                         readouts=[method_views, hp_views])
         form.wire()
         train.wire(panel, form, watch)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional, Union
 import gradio as gr
 
 from engine import config as C
-from engine import dataset_names, model_names
+from engine import dataset_names, method_config, model_names
 
 # (minimum, maximum, step) of the fields shown as sliders; the config itself allows wider values.
 SLIDERS: dict[str, tuple[float, float, float]] = {
@@ -48,8 +48,23 @@ LABELS = {
     "method.lora.dropout": "LoRA dropout",
     "method.lora.targets": "LoRA target modules",
     "method.freeze.trainable_layers": "trainable layers",
+    "method.lora.init": "LoRA initialisation",
+    "method.lora.use_rslora": "rsLoRA",
+    "method.lora.use_dora": "DoRA",
+    "method.lora.loraplus_lr_ratio": "LoRA+ learning-rate ratio (B over A)",
+    "method.quant.type": "4-bit type",
+    "method.quant.double_quant": "double quantisation",
+    "method.quant.compute_dtype": "4-bit compute dtype",
+    "method.ia3.targets": "IA3 target modules",
+    "method.bottleneck.size": "bottleneck size",
+    "method.pref.beta": "beta",
     "output.run_name": "Run name",
 }
+
+
+# Fields holding module names, edited as comma-separated text ("targets": empty or 'all' means all).
+LIST_TEXT = {"method.lora.targets": "targets", "method.ia3.targets": "targets",
+             "method.freeze.trainable_modules": "names", "method.freeze.extra_modules": "names"}
 
 
 def label(key: str) -> str:
@@ -115,7 +130,7 @@ def widget(key: str, value: Any) -> gr.components.Component:
 
 def to_widget(key: str, value: Any) -> Any:
     """A config value as its widget shows it."""
-    if key == "method.lora.targets":
+    if key in LIST_TEXT:
         return value if isinstance(value, str) else ", ".join(value)
     if key in ("data.datasets", "data.eval_datasets"):
         return list(value)
@@ -127,11 +142,12 @@ def to_widget(key: str, value: Any) -> Any:
 def to_config(key: str, shown: Any) -> Any:
     """A widget's value as the config holds it (ints stay ints, empty optional numbers become None)."""
     tp, default, _ = C.field_info(key)
-    if key == "method.lora.targets":
+    if key in LIST_TEXT:
         text = str(shown or "").strip()
-        if text in ("", "all"):
-            return "all"
-        return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+        names = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+        if LIST_TEXT[key] == "targets":
+            return "all" if text in ("", "all") else names
+        return names
     if key == "data.columns":  # "instruction=question, output=answer"
         pairs = [p.partition("=") for p in str(shown or "").replace("\n", ",").split(",") if p.strip()]
         return {k.strip(): v.strip() for k, _, v in pairs}
@@ -150,6 +166,9 @@ def to_config(key: str, shown: Any) -> Any:
 
 def applies(key: str, cfg: C.RunConfig) -> bool:
     """Whether a field means anything for this config; fields that do not are hidden, not ignored."""
+    decided = method_config.applies(key, cfg)  # method and stage fields: engine/method_config.py decides
+    if decided is not None:
+        return decided
     ft = cfg.method.finetuning
     if key.startswith("method.lora."):
         return ft in ("lora", "qlora")

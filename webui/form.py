@@ -42,11 +42,13 @@ class ConfigForm:
     views: ConfigViews
     state: gr.State
     extra_outputs: list[Any] = field(default_factory=list)
+    # read-only views computed from the config (e.g. the memory estimate): .components() and .values(cfg)
+    readouts: list[Any] = field(default_factory=list)
 
     @property
     def outputs(self) -> list[Any]:
         return [self.state, self.views.yaml, self.views.cli, self.views.problems,
-                *(w.component for w in self.widgets)]
+                *(w.component for w in self.widgets), *(c for r in self.readouts for c in r.components())]
 
     def render(self, new: S.RunState, old: Optional[S.RunState] = None, edited: Optional[str] = None) -> dict:
         """Updates for everything the form shows. With `old`, only widgets whose value changed get a value."""
@@ -56,6 +58,8 @@ class ConfigForm:
             self.views.cli: presets.cli_command(new.config, new.source),
             self.views.problems: problems_markdown(new),
         }
+        for r in self.readouts:
+            out.update(r.values(new.config))
         for w in self.widgets:
             visible = fields.applies(w.key, new.config)
             value = C.get(new.config, w.key)

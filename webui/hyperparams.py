@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui import fields
+from webui import fields, method_panel
 
 LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.batch_size", "train.grad_accum",
-        "train.scheduler", "train.warmup_ratio", "train.weight_decay"]
+        "train.optimizer", "train.scheduler", "train.warmup_ratio", "train.weight_decay"]
 RIGHT = ["train.max_grad_norm", "train.seed", "train.logging_steps", "train.save_steps", "train.eval_steps",
-         "train.save_total_limit", "train.gradient_checkpointing"]
+         "train.save_total_limit", "train.gradient_checkpointing", "train.packing", "train.trained_logits_only"]
 # Several GPUs or machines (torchrun); folded away: most runs use one process.
 DIST = ["distributed.nproc_per_node", "distributed.strategy", "distributed.cpu_offload", "distributed.backend",
         "distributed.nnodes", "distributed.master_addr", "distributed.master_port", "distributed.node_rank"]
 
 
-def build(state: gr.State) -> list[fields.FieldWidget]:
+def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews]:
     cfg = state.value.config
     with gr.Row():
         with gr.Column(scale=1):
@@ -25,4 +25,5 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
         gr.Markdown("More than one process starts the run under torchrun; for a cluster, "
                     "`python app.py launch-script CONFIG --nodes N` writes a SLURM file.")
         dist = fields.build(DIST, cfg)
-    return left + right + dist
+    views = method_panel.build(cfg, table=False)  # the memory estimate, live as batch / cutoff change
+    return left + right + dist, views

@@ -1,22 +1,34 @@
-"""Method tab: the fine-tuning method, how the base weights are loaded, and the method's own settings.
+"""Method tab: the stage, the fine-tuning method, how the base weights are loaded, and the method's own
+settings; beside them, for the chosen model, each method's trainable parameters and inference cost,
+the model's real module names, and the memory estimate (webui.method_panel).
 
-Settings of methods other than the chosen one are hidden (see fields.applies)."""
+Settings of methods and stages other than the chosen ones are hidden (see fields.applies)."""
 from __future__ import annotations
 
 import gradio as gr
 
-from webui import fields
+from webui import fields, method_panel
 
 METHOD_KEYS = ["method.finetuning", "method.stage", "model.quantization", "model.dtype", "model.trust_remote_code"]
-LORA_KEYS = ["method.lora.rank", "method.lora.alpha", "method.lora.dropout", "method.lora.targets"]
-FREEZE_KEYS = ["method.freeze.trainable_layers"]
+LORA_KEYS = ["method.lora.rank", "method.lora.alpha", "method.lora.dropout", "method.lora.targets",
+             "method.lora.use_rslora", "method.lora.use_dora", "method.lora.init", "method.lora.loraplus_lr_ratio"]
+QUANT_KEYS = ["method.quant.type", "method.quant.double_quant", "method.quant.compute_dtype"]
+ADALORA_KEYS = ["method.adalora.init_rank", "method.adalora.target_rank", "method.adalora.tinit",
+                "method.adalora.tfinal", "method.adalora.delta_t"]
+OTHER_KEYS = ["method.ia3.targets", "method.prompt.num_virtual_tokens", "method.prompt.init_text",
+              "method.prompt.encoder_hidden_size", "method.bottleneck.size", "method.bottleneck.placement"]
+FREEZE_KEYS = ["method.freeze.trainable_layers", "method.freeze.trainable_modules", "method.freeze.extra_modules"]
+STAGE_KEYS = ["method.pref.beta", "method.pref.dpo_loss", "method.pref.simpo_gamma",
+              "method.pref.kto_desirable_weight", "method.pref.kto_undesirable_weight"]
+ALL_KEYS = METHOD_KEYS + STAGE_KEYS + LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + FREEZE_KEYS
 
 
-def build(state: gr.State) -> list[fields.FieldWidget]:
+def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews]:
     cfg = state.value.config
     with gr.Row():
         with gr.Column(scale=1):
-            method = fields.build(METHOD_KEYS, cfg)
+            method = fields.build(METHOD_KEYS + STAGE_KEYS, cfg)
         with gr.Column(scale=1):
-            adapter = fields.build(LORA_KEYS + FREEZE_KEYS, cfg)
-    return method + adapter
+            adapter = fields.build(LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + FREEZE_KEYS, cfg)
+    views = method_panel.build(cfg)
+    return method + adapter, views

@@ -1,0 +1,133 @@
+"""A model's shape without loading it: config.json and the safetensors headers (an 8-byte length and
+a JSON table of tensor names, dtypes and shapes), read with the stdlib. Gives the UI parameter
+counts, per-layer sizes and the real linear module names (LoRA targets) without importing torch.
+Light module.
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from engine import model_names
+from engine.paths import cache_dir
+
+LAYER_RE = re.compile(r"\.(\d+)\.")
+HEAD_NAMES = ("lm_head", "score", "classifier")
+
+
+@dataclass
+class ModelShape:
+    total_params: int
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    tied_embeddings: bool
+    model_type: str
+    # leaf name (e.g. q_proj) -> [(in_features, out_features)] for every linear inside the layers
+    linears: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    layer_params: list[int] = field(default_factory=list)  # parameters of each decoder layer
+    # parameter name -> element count, for layers (by index) and everything outside them
+    layer_tensors: dict[int, dict[str, int]] = field(default_factory=dict)
+    other_tensors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kv_dim(self) -> int:
+        return self.hidden // max(self.heads, 1) * self.kv_heads
+
+    @property
+    def linear_names(self) -> list[str]:
+        return sorted(self.linears)
+
+    @property
+    def layer_linear_params(self) -> int:
+        return sum(i * o for shapes in self.linears.values() for i, o in shapes)
+
+
+def folder_for(name_or_path: str) -> Path | None:
+    """The local folder holding a model's config.json, or None when it is not on this machine."""
+    if name_or_path in model_names.EMBEDDED:
+        p = cache_dir() / "models" / name_or_path
+        return p if (p / "config.json").is_file() else None
+    p = Path(name_or_path).expanduser()
+    if (p / "config.json").is_file():
+        return p
+    if model_names.HUB_ID_RE.match(name_or_path):
+        import os
+        hub = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+        snaps = hub / ("models--" + name_or_path.replace("/", "--")) / "snapshots"
+        for snap in sorted(snaps.glob("*"), reverse=True):
+            if (snap / "config.json").is_file():
+                return snap
+    return None
+
+
+def safetensors_header(path: Path) -> dict:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def read(folder: str | Path) -> ModelShape:
+    folder = Path(folder)
+    conf = json.loads((folder / "config.json").read_text())
+    conf = conf.get("text_config", conf) if "hidden_size" not in conf else conf
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} has no safetensors weights")
+    tensors: dict[str, list[int]] = {}
+    for f in files:
+        tensors.update({k: v["shape"] for k, v in safetensors_header(f).items()})
+    shape = ModelShape(
+        total_params=0, layers=int(conf.get("num_hidden_layers", 0)), hidden=int(conf.get("hidden_size", 0)),
+        intermediate=int(conf.get("intermediate_size", 4 * conf.get("hidden_size", 0))),
+        vocab=int(conf.get("vocab_size", 0)), heads=int(conf.get("num_attention_heads", 1)),
+        kv_heads=int(conf.get("num_key_value_heads") or conf.get("num_attention_heads", 1)),
+        tied_embeddings=bool(conf.get("tie_word_embeddings", True)), model_type=str(conf.get("model_type", "")))
+    for name, dims in tensors.items():
+        n = _numel(dims)
+        shape.total_params += n
+        m = LAYER_RE.search(name)
+        if m is None:
+            shape.other_tensors[name] = n
+            continue
+        shape.layer_tensors.setdefault(int(m.group(1)), {})[name] = n
+        leaf = name.rsplit(".", 2)
+        if name.endswith(".weight") and len(dims) == 2 and leaf[-2] not in HEAD_NAMES and "embed" not in name:
+            shape.linears.setdefault(leaf[-2], []).append((dims[1], dims[0]))
+    shape.layer_params = [sum(shape.layer_tensors[i].values()) for i in sorted(shape.layer_tensors)]
+    if not shape.layers:
+        shape.layers = len(shape.layer_params)
+    return shape
+
+
+@lru_cache(maxsize=16)
+def _cached(folder: str, stamp: float) -> ModelShape:
+    return read(folder)
+
+
+def of(name_or_path: str) -> ModelShape | None:
+    """The shape of a model by name or path (cached), or None when its files are not here yet."""
+    folder = folder_for(name_or_path)
+    if folder is None:
+        return None
+    try:
+        stamp = max(p.stat().st_mtime for p in folder.glob("*.safetensors"))
+        return _cached(str(folder), stamp)
+    except (OSError, ValueError):
+        return None
