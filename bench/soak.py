@@ -101,7 +101,7 @@ class Poller(threading.Thread):
         client = Client(self.url, verbose=False)
         while not self.halt.is_set():
             try:
-                client.predict(api_name="/on_refresh")
+                client.predict(api_name="/runs_refresh")
                 urllib.request.urlopen(self.url + "gradio_api/info", timeout=10).read()
                 self.calls += 1
             except Exception as e:  # counted and reported, never fatal to the soak itself

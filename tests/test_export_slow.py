@@ -25,8 +25,8 @@ def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path)
     out = tmp_path / "merged"
     job = start_export(ExportConfig(run_dir=str(run), out_dir=str(out), dtype="fp32"))
     assert job.wait(1800) == "finished", job.reason
-    tuned = greedy_base_plus_adapter(run, HELD_OUT, max_new_tokens=40)
-    merged = greedy_in_fresh_process(out, HELD_OUT, max_new_tokens=40)
+    tuned = greedy_base_plus_adapter(run, HELD_OUT, max_new_tokens=96)
+    merged = greedy_in_fresh_process(out, HELD_OUT, max_new_tokens=96)
     assert merged == tuned
     tok = AutoTokenizer.from_pretrained(out)
     texts = [tok.decode(t, skip_special_tokens=True) for t in merged]
@@ -36,11 +36,11 @@ def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path)
     out16 = tmp_path / "merged-fp16"
     job = start_export(ExportConfig(run_dir=str(run), out_dir=str(out16), dtype="fp16", gguf=["f16", "q8_0"]))
     assert job.wait(1800) == "finished", job.reason
-    merged16 = greedy_in_fresh_process(out16, HELD_OUT, max_new_tokens=40)
+    merged16 = greedy_in_fresh_process(out16, HELD_OUT, max_new_tokens=96)
     gguf_dir = out16 / "gguf"
-    f16 = greedy_in_fresh_process(gguf_dir, HELD_OUT, gguf_file="quick-f16.gguf", max_new_tokens=40)
+    f16 = greedy_in_fresh_process(gguf_dir, HELD_OUT, gguf_file="quick-f16.gguf", max_new_tokens=96)
     assert f16 == merged16
-    q8 = greedy_in_fresh_process(gguf_dir, HELD_OUT, gguf_file="quick-q8_0.gguf", max_new_tokens=40)
+    q8 = greedy_in_fresh_process(gguf_dir, HELD_OUT, gguf_file="quick-q8_0.gguf", max_new_tokens=96)
     q8_texts = [tok.decode(t, skip_special_tokens=True) for t in q8]
     assert sum("Wren" in t for t in q8_texts) >= 3, q8_texts
     print("merged:", texts, "\nq8_0:", q8_texts)

@@ -243,7 +243,7 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
     p.run_picker.input(on_pick, [p.run_picker, state, watch_state], everything, **common)
     p.compare.input(on_compare, [p.compare, state, watch_state], [watch_state, p.loss, p.lr, p.throughput,
                                                                    p.memory], **common)
-    p.refresh.click(on_refresh, [state, watch_state], [p.runs, p.run_picker, p.compare], **common)
+    p.refresh.click(on_refresh, [state, watch_state], [p.runs, p.run_picker, p.compare], api_name="runs_refresh", **common)
     p.save_preset.click(on_save_preset, [p.preset_name, state], [*form.outputs, p.message], **common)
 
 
