@@ -44,6 +44,7 @@ def whetstone_run(a) -> dict:
 
     from engine import batching
     from engine.loss import trained_positions_loss
+    from engine.models import cpu_has_native_bf16
 
     torch.manual_seed(0)
     random.seed(0)
@@ -53,6 +54,8 @@ def whetstone_run(a) -> dict:
                                          **hb.SHAPES[a.size])).to(dtype)
     if cuda:
         model = model.cuda()
+        if batching.varlen_attention():
+            model.config._attn_implementation = "flash_attention_2"
     model.config.use_cache = False
     if a.liger and cuda:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
@@ -62,14 +65,17 @@ def whetstone_run(a) -> dict:
     rows = hb.make_rows(a.steps * a.bs, a.maxlen, a.vocab)
     timer = hb.StepTimer(cuda)
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=a.bs, max_steps=a.steps,
-                             bf16=cuda, learning_rate=1e-4, logging_steps=10**6, save_strategy="no", report_to=[],
+                             bf16=cuda or cpu_has_native_bf16(), learning_rate=1e-4, logging_steps=10**6, save_strategy="no", report_to=[],
                              gradient_checkpointing=a.gc, dataloader_num_workers=0, remove_unused_columns=False,
                              gradient_checkpointing_kwargs={"use_reentrant": False} if a.gc else None,
                              use_cpu=not cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=batching.packed(trained_logits_only=True),
+    # What a user's run gets by default: packing where a variable-length kernel exists, else padded batches;
+    # logits only where the loss needs them; on CPU bf16 autocast where the processor has native bf16.
+    collate = batching.packed(True) if batching.use_packing("auto") else batching.padded(0, True)
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate,
             compute_loss_func=trained_positions_loss, callbacks=[timer]).train()
     wall = time.perf_counter() - t0
     warm = min(5, len(timer.times) // 2)
@@ -78,7 +84,7 @@ def whetstone_run(a) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss / 2**20
     n_params = sum(p.numel() for p in model.parameters())
-    return {"peer": "whetstone_packed", "shape": a.size, "bs": a.bs, "maxlen": a.maxlen,
+    return {"peer": "whetstone", "shape": a.size, "bs": a.bs, "maxlen": a.maxlen,
             "device": torch.cuda.get_device_name() if cuda else "cpu", "median_step_s": round(step_s, 4),
             "real_tokens_per_s": round(tokens_per_step / step_s), "peak_mem_gib": round(peak, 2),
             "wall_s": round(wall, 1), "params": n_params}

