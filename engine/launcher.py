@@ -1,6 +1,6 @@
 """Starts, stops and re-attaches to worker processes (DESIGN.md contract 3).
 
-Light module. Workers are subprocesses started from a written config, never with shell=True, in
+Light module. Workers are subprocesses started from a written config, never through a shell, in
 their own process group so that Stop reaches every child and frees all their memory.
 """
 from __future__ import annotations
