@@ -28,21 +28,13 @@ import traceback
 _out_lock = threading.Lock()
 
 
+from engine.telemetry import rss_gib  # noqa: E402  (one reader of the process's memory)
+
+
 def emit(**event) -> None:
     with _out_lock:
         sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
         sys.stdout.flush()
-
-
-def rss_gib() -> float:
-    try:
-        with open(f"/proc/{os.getpid()}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 2**20, 3)
-    except OSError:
-        pass
-    return 0.0
 
 
 def weight_bytes(path: str) -> int:
