@@ -68,7 +68,7 @@ def _progress(run_dir: Path) -> int:
             launcher.stop(run_dir, wait=True)
         except KeyboardInterrupt:
             launcher.stop(run_dir, grace_s=0, wait=True)
-        return _progress(run_dir) if False else 130
+        return 130
     finally:
         bar.close()
     if status == "finished":

@@ -55,7 +55,7 @@ def _python_files():
 
 
 def test_no_shell_anywhere_in_the_tree():
-    """No subprocess call with shell=True, and no os.system / os.popen, in any Python file of the project."""
+    """No subprocess call that runs through a shell (shell keyword true), and no os.system / os.popen, in any Python file of the project."""
     offenders = []
     for path in _python_files():
         tree = ast.parse(path.read_text(), str(path))
