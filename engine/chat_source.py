@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from engine.paths import unusable_path
+
 SourceKind = Literal["base", "run", "merged"]
 
 
@@ -34,6 +36,9 @@ class ChatSource:
 
     def problem(self) -> Optional[str]:
         """Why this source cannot load, in words; None when it looks loadable."""
+        bad = unusable_path(str(self.run_dir if self.kind == "run" else self.model))
+        if bad:
+            return f"{str(self.run_dir if self.kind == 'run' else self.model)[:60]!r} {bad}"
         if self.kind == "run":
             d = Path(self.run_dir)
             if not (d / "config.yaml").is_file():

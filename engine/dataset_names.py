@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine.paths import DATA_DIR
+from engine.paths import DATA_DIR, unusable_path
 
 FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -64,6 +64,9 @@ def _as_path(name: str, root: Path | None) -> Path:
 def problem(name: str, root: Path | None = None) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return "empty dataset name; pick a bundled dataset, a file or a hub id"
+    bad = unusable_path(name)
+    if bad:
+        return f"{name[:60]!r}{'...' if len(name) > 60 else ''} {bad}"
     if name in bundled(include_eval=True) or info_entry(name, root):
         return None
     p = _as_path(name, root)

@@ -13,6 +13,8 @@ from typing import Literal
 
 import yaml
 
+from engine.paths import unusable_path
+
 ExportKind = Literal["merged", "adapter"]
 ExportDType = Literal["fp16", "bf16", "fp32"]
 GGUFType = Literal["f16", "q8_0"]
@@ -60,6 +62,8 @@ class ExportConfig:
                 p.append(f"{f.name}: {v!r} is not one of {', '.join(map(repr, allowed.__args__))}")
         if not self.run_dir:
             p.append("run_dir: pick a run to export")
+        elif unusable_path(str(self.run_dir)):
+            pass  # said below
         elif not (Path(self.run_dir) / "config.yaml").is_file():
             p.append(f"run_dir: {self.run_dir!r} is not a run folder (no config.yaml)")
         if not SHARD_RE.match(str(self.max_shard_size)):
@@ -70,6 +74,10 @@ class ExportConfig:
             p.append("gguf: GGUF files are written from a merged model; set kind to merged")
         if not isinstance(self.verify_prompts, int) or not 1 <= self.verify_prompts <= 20:
             p.append(f"verify_prompts: {self.verify_prompts!r} must be a whole number from 1 to 20")
+        bad = {k: unusable_path(str(getattr(self, k))) for k in ("run_dir", "out_dir")}
+        p += [f"{k}: {str(getattr(self, k))[:60]!r} {why}" for k, why in bad.items() if why]
+        if any(bad.values()):
+            return p
         if self.run_dir and not self.overwrite and self.output_path().exists():
             p.append(f"out_dir: {self.output_path()} already exists; tick overwrite or choose another folder")
         return p

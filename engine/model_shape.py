@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine import model_names
-from engine.paths import cache_dir
+from engine.paths import cache_dir, unusable_path
 
 LAYER_RE = re.compile(r"\.(\d+)\.")
 HEAD_NAMES = ("lm_head", "score", "classifier")
@@ -55,6 +55,8 @@ def folder_for(name_or_path: str) -> Path | None:
     if name_or_path in model_names.EMBEDDED:
         p = cache_dir() / "models" / name_or_path
         return p if (p / "config.json").is_file() else None
+    if unusable_path(name_or_path):
+        return None
     p = Path(name_or_path).expanduser()
     if (p / "config.json").is_file():
         return p

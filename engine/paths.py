@@ -19,3 +19,23 @@ def saves_dir(configured: str = "saves") -> Path:
     """The runs folder: relative values are taken relative to the repository."""
     p = Path(configured).expanduser()
     return p if p.is_absolute() else REPO / p
+
+
+# Limits of Linux file systems: a name part over 255 bytes or a path over 4096 bytes makes every stat()
+# raise "File name too long" (pathlib's exists()/is_dir() do not swallow it), and a NUL byte ends a C string.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def unusable_path(text: str) -> str | None:
+    """Why ``text`` cannot name anything on disk (checked before any stat, so a fuzzed or pasted value gets a
+    sentence instead of an OSError), or None."""
+    if "\x00" in text:
+        return "contains a NUL character; no file or folder can have it in its name"
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) > PATH_MAX:
+        return f"is {len(raw)} bytes long; paths stop at {PATH_MAX}: give a shorter path"
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > NAME_MAX:
+        return (f"has a name part {longest} bytes long; file systems stop at {NAME_MAX}: "
+                "give a shorter path")
+    return None

@@ -23,6 +23,7 @@ scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2 ** 200), max_value=2 ** 200),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
     st.sampled_from(["", " ", "../../etc", "/", "~", "a/b", "$(id)", "`id`", "x;rm -rf ~", "\x00", "é" * 5000,
+                     "a/" + "b" * 300, "/tmp/" + "é" * 200, "d" * 5000, "org/" + "n" * 256,
                      "lora", "4bit", "cosine", "all", "identity", "1e400", "-1", "NaN"]),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -141,7 +142,9 @@ def test_model_paths_that_are_not_models_are_refused_before_start(tmp_path):
     (pick / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
     cases = {str(tmp_path / "missing"): "no folder", str(tmp_path / "file.txt"): "is a file",
              str(tmp_path / "empty"): "without config.json", str(pick): "only pickle",
-             "not a model at all": "neither", "": "must not be empty"}
+             "not a model at all": "neither", "": "must not be empty",
+             # names no file system accepts: every stat() on them raises "File name too long"
+             "é" * 5000: "paths stop at 4096", str(tmp_path / ("n" * 300)): "stop at 255", "a\x00b": "NUL"}
     for name, words in cases.items():
         found = _model_problem(name)
         assert found and words in found[0], (name, found)
@@ -157,3 +160,13 @@ def test_a_folder_with_a_broken_config_json_fails_to_load_with_a_clear_reason(tm
     with pytest.raises(ModelLoadError) as e:
         load_model(cfg)
     assert "Could not load" in str(e.value) and str(bad) in str(e.value)
+
+
+@pytest.mark.parametrize("name,words", [("é" * 5000, "paths stop at 4096"), ("data/" + "n" * 300 + ".json", "stop at 255"),
+                                        ("a\x00b.json", "NUL")])
+def test_dataset_names_no_file_system_accepts_get_a_config_error_naming_the_field(name, words):
+    cfg = C.replace(C.RunConfig(), "data.datasets", [name])
+    with pytest.raises(C.ConfigError) as e:
+        C.from_dict(C.to_dict(cfg))
+    found = [p for p in e.value.problems if p.startswith("data.datasets[0]")]
+    assert found and words in found[0], e.value.problems

@@ -24,7 +24,7 @@ from engine import model_names
 from engine.config import RunConfig
 from engine.data import checks, encode, formats, light_tokenizer, sources, templates
 from engine.data.files import DataError
-from engine.paths import cache_dir
+from engine.paths import cache_dir, unusable_path
 
 PREVIEW_ROWS = 5000  # rows tokenised for the histogram (all rows are checked for problems)
 
@@ -63,6 +63,8 @@ def tokenizer_dir(name_or_path: str) -> Path | None:
     if name_or_path in model_names.EMBEDDED:
         p = cache_dir() / "models" / name_or_path
         return p if (p / "tokenizer.json").is_file() else None
+    if unusable_path(name_or_path):
+        return None
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return p if (p / "tokenizer.json").is_file() else None
