@@ -100,3 +100,19 @@ def test_start_refuses_a_bad_config_and_writes_nothing(tmp_path):
     assert any("data.datasets[0]" in p for p in err.value.problems)
     assert [p for p in tmp_path.iterdir() if not p.name.startswith(".")] == []  # no run folder, not even half
     assert any("data.datasets[0]" in p for p in S.problems(st))
+
+
+def test_start_refuses_data_with_bad_rows_naming_the_row_and_writes_nothing(tmp_path):
+    """The UI's Start runs the same row check as the CLI: a file that would fail the worker gets no run folder."""
+    from engine import launcher
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"instruction": "Who are you?", "output": "Wren."}\n'
+                    '{"instruction": "Name?"}\n'
+                    '{"instruction": "Maker?", "output": "Whetstone Labs."}\n', encoding="utf-8")
+    saves = tmp_path / "saves"
+    cfg = C.replace(C.replace(C.RunConfig(), "output.saves_dir", str(saves)), "data.datasets", [str(data)])
+    with pytest.raises(launcher.LaunchError) as err:
+        S.start(S.RunState(config=cfg))
+    msg = str(err.value)
+    assert "qa.jsonl" in msg and "line 2" in msg and "output" in msg, msg
+    assert not saves.exists() or [p for p in saves.iterdir() if not p.name.startswith(".")] == []
