@@ -226,6 +226,8 @@ def _turns(row: dict, spec: FormatSpec, column: str) -> list[dict]:
                 if other in t else ""
             raise _Bad("invalid", f"turn {j} has no `{rt}` field{hint}")
         role = t[rt]
+        if not isinstance(role, str):
+            raise _Bad("invalid", f"turn {j}: `{rt}` is a {type(role).__name__}, not a role name like {user} or {bot}")
         if role == sys_ and not msgs:
             if not _blank(t.get(ct)):
                 msgs.append({"role": "system", "content": _s(t.get(ct))})
@@ -307,7 +309,9 @@ def _preference(row: dict, spec: FormatSpec) -> Preference:
     else:
         c = _maybe_json(row[spec.col("chosen")])
         if isinstance(c, list) and len(c) > 1:  # chosen / rejected are whole conversations
-            conv = _turns({"c": c}, FormatSpec("messages" if "role" in c[0] else "sharegpt"), "c")
+            col = spec.col("chosen")
+            conv = _turns({col: c}, FormatSpec("messages" if isinstance(c[0], dict) and "role" in c[0]
+                                               else "sharegpt"), col)
             prompt = conv[:-1]
         else:
             raise _Bad("missing", f"has no `{spec.col('prompt')}`; preference rows need the prompt the answers "
