@@ -13,7 +13,9 @@ def explain(e: BaseException, cfg: RunConfig | None = None) -> str:
     msg = str(e) or type(e).__name__
     name = type(e).__name__
     low = msg.lower()
-    if name == "OutOfMemoryError" or "out of memory" in low:
+    # CUDA says "out of memory"; the CPU allocator "can't allocate memory" (a RuntimeError); Python MemoryError.
+    host = isinstance(e, MemoryError) or "can't allocate memory" in low or "cannot allocate memory" in low
+    if name == "OutOfMemoryError" or "out of memory" in low or host:
         bs = cfg.train.batch_size if cfg else None
         tips = []
         if bs and bs > 1:
@@ -25,7 +27,8 @@ def explain(e: BaseException, cfg: RunConfig | None = None) -> str:
             tips.append(f"lower data.cutoff_len (now {cfg.data.cutoff_len})")
             if cfg.method.finetuning in ("full", "freeze", "lora"):
                 tips.append("use qlora (4-bit base weights)")
-        return "Out of memory. To fit: " + "; ".join(tips or ["use a smaller model"]) + "."
+        where = " (this machine's RAM)" if host and "cuda" not in low else ""
+        return f"Out of memory{where}. To fit: " + "; ".join(tips or ["use a smaller model"]) + "."
     if isinstance(e, ModuleNotFoundError) or name == "ModuleNotFoundError":
         mod = getattr(e, "name", None) or msg
         return f"A package is missing: {mod}. Install it with `pip install {str(mod).split('.')[0]}` and start again."

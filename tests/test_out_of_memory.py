@@ -1,10 +1,18 @@
 """Out of memory: the run fails with the reason and the setting to lower, and the memory is given back.
 
-The real one needs a CUDA GPU (the H100): the test takes most of the GPU's memory itself, so the
-worker's first steps really run out. Without a GPU it skips, saying so; the plain-words message is
-checked on CPU with the exception type PyTorch raises.
+Host memory runs out for real on any machine: the worker is started under an address-space limit
+(RLIMIT_AS, 6 GiB) and asked for a batch whose logits alone need more, so PyTorch's CPU allocator
+refuses, as it does for a laptop user whose batch does not fit in RAM. The CUDA one needs a GPU (the
+H100): the test takes most of the GPU's memory itself, so the worker's first steps really run out.
+Without a GPU it skips, saying so.
 """
 from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +20,7 @@ from engine import config as C
 from engine.events import read_all
 from engine.failures import explain
 from engine.runs import summarize
-from tests.conftest import run_worker
+from tests.conftest import REPO, run_worker
 
 
 def test_an_out_of_memory_error_names_the_settings_to_lower():
@@ -23,6 +31,32 @@ def test_an_out_of_memory_error_names_the_settings_to_lower():
     for words in ("train.batch_size (e.g. 16 -> 8)", "train.grad_accum", "train.gradient_checkpointing",
                   "data.cutoff_len (now 2048)", "qlora"):
         assert words in msg, (words, msg)
+
+
+def _limit_address_space() -> None:  # runs in the child, before exec
+    resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+
+def test_a_real_host_out_of_memory_fails_the_run_in_plain_words(make_config, tmp_path):
+    """16 rows x 2048 tokens x a 49k vocabulary: the logits alone are 6.4 GB, over the worker's 6 GiB limit."""
+    data = tmp_path / "long.jsonl"
+    data.write_text("\n".join(json.dumps({"text": " ".join(f"word{i % 50}" for i in range(2500))})
+                              for _ in range(16)), encoding="utf-8")
+    cfg = make_config(data={"datasets": [str(data)], "cutoff_len": 2048},
+                      method={"stage": "pt", "finetuning": "full"},
+                      train={"max_steps": 2, "batch_size": 16, "packing": "off"})
+    # Few threads and malloc arenas, so the limit bounds the memory a batch may take, not thread bookkeeping.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2", OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-m", "engine.train", "--config", str(cfg)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600, preexec_fn=_limit_address_space)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "can't allocate memory" in out.stderr, out.stderr[-3000:]  # it really ran out, not some other failure
+    err = [e for e in read_all(cfg.parent / "events.jsonl") if e["kind"] == "error"][-1]
+    assert err["message"].startswith("Out of memory (this machine's RAM). To fit:"), err["message"]
+    for words in ("train.batch_size (e.g. 16 -> 8)", "train.gradient_checkpointing", "data.cutoff_len (now 2048)"):
+        assert words in err["message"], (words, err["message"])
+    s = summarize(cfg.parent)
+    assert s.status == "failed" and s.reason == err["message"]
 
 
 def _cuda() -> bool:
