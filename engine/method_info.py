@@ -14,13 +14,13 @@ NOT_HERE = ("The model's files are not on this machine yet (a hub model download
 
 def target_choices(cfg: C.RunConfig) -> list[str]:
     """'all' and the model's linear layer names, to pick LoRA / IA3 targets from."""
-    shape = model_shape.of(cfg.model.name_or_path)
+    shape = model_shape.of_or_none(cfg.model.name_or_path)
     return ["all"] + (shape.linear_names if shape else [])
 
 
 def params_table(cfg: C.RunConfig) -> list[list]:
     """Rows of TABLE_HEADERS for every method on this model with the current settings (empty if unknown)."""
-    shape = model_shape.of(cfg.model.name_or_path)
+    shape = model_shape.of_or_none(cfg.model.name_or_path)
     if shape is None:
         return []
     return [[r["method"] + (" (chosen)" if r["method"] == cfg.method.finetuning else ""),

@@ -70,10 +70,30 @@ def folder_for(name_or_path: str) -> Path | None:
     return None
 
 
+class ShapeError(ValueError):
+    """The model's files are here but cannot be read (a damaged or foreign file)."""
+
+
+HEADER_MAX = 100_000_000  # the safetensors format's own limit on its JSON header
+
+
 def safetensors_header(path: Path) -> dict:
+    """The tensor table of a .safetensors file, read without torch. Raises ShapeError for anything else
+    (a truncated download, a renamed pickle): its first 8 bytes would otherwise ask for exabytes."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < n <= min(HEADER_MAX, size - 8):
+            raise ShapeError(f"{path.name} is not a safetensors file (damaged or incomplete; download or convert "
+                             "it again)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, ValueError):
+            raise ShapeError(f"{path.name} has a damaged safetensors header; download or convert it again") from None
+    if not isinstance(header, dict) or not all(isinstance(v, dict) and isinstance(v.get("shape"), list)
+                                               for k, v in header.items() if k != "__metadata__"):
+        raise ShapeError(f"{path.name} has a damaged safetensors header; download or convert it again")
     header.pop("__metadata__", None)
     return header
 
@@ -87,7 +107,12 @@ def _numel(shape: list[int]) -> int:
 
 def read(folder: str | Path) -> ModelShape:
     folder = Path(folder)
-    conf = json.loads((folder / "config.json").read_text())
+    try:
+        conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ShapeError("config.json is not valid JSON") from None
+    if not isinstance(conf, dict):
+        raise ShapeError("config.json does not hold a JSON object")
     conf = conf.get("text_config", conf) if "hidden_size" not in conf else conf
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -124,12 +149,23 @@ def _cached(folder: str, stamp: float) -> ModelShape:
 
 
 def of(name_or_path: str) -> ModelShape | None:
-    """The shape of a model by name or path (cached), or None when its files are not here yet."""
+    """The shape of a model by name or path (cached), or None when its files are not here yet. Raises
+    ShapeError when they are here but cannot be read (the Method tab says so instead of guessing)."""
     folder = folder_for(name_or_path)
     if folder is None:
         return None
     try:
         stamp = max(p.stat().st_mtime for p in folder.glob("*.safetensors"))
         return _cached(str(folder), stamp)
-    except (OSError, ValueError):
+    except ShapeError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, struct.error) as e:
+        raise ShapeError(f"cannot read the model's files in {folder}: {e}") from None
+
+
+def of_or_none(name_or_path: str) -> ModelShape | None:
+    """of(), with unreadable files taken as unknown (for lists that just get shorter)."""
+    try:
+        return of(name_or_path)
+    except ShapeError:
         return None

@@ -143,9 +143,10 @@ def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
     if qc is not None:
         kwargs["quantization_config"] = qc
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    from safetensors import SafetensorError
     try:
         model = auto.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:
         raise ModelLoadError(_load_hint(cfg.model.name_or_path, e)) from e
     if model.config.pad_token_id is None and cfg.method.stage == "rm":
         model.config.pad_token_id = model.config.eos_token_id
@@ -157,6 +158,9 @@ def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
 def _load_hint(name: str, e: Exception) -> str:
     msg = str(e)
     p = Path(name).expanduser()
+    if type(e).__name__ == "SafetensorError":  # the file is there but is not (all) a safetensors file
+        return (f"Could not load {name!r}: a weights file is damaged or incomplete ({msg.splitlines()[0]}). "
+                "Download or convert the model again.")
     if p.is_dir() and any(p.glob("*.bin")) and not any(p.glob("*.safetensors")):
         return (f"{name} has only pickle (.bin) weights, which can run code when loaded; Whetstone loads "
                 "safetensors only. Convert it once in a trusted environment "

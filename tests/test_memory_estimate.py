@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from engine import config as C
 from engine import memory_estimate as E
@@ -80,3 +82,22 @@ def test_params_table_names_every_method_and_its_inference_cost(tiny_model_dir):
     assert set(by) == set(E.METHODS)
     assert by["lora"]["inference_latency"].startswith("none") and "virtual tokens" in by["prefix"]["inference_latency"]
     assert by["ia3"]["trainable_params"] < by["lora"]["trainable_params"] < by["full"]["trainable_params"]
+
+
+@pytest.mark.parametrize("weights", [b"\x00not a safetensors file" * 10,  # the 8-byte length asks for exabytes
+                                     b"\x05\x00\x00\x00\x00\x00\x00\x00[1,2]",  # a header that is not a table
+                                     b"\x01"])  # a truncated download
+def test_damaged_weights_give_a_reason_not_a_crash_or_a_memory_blowup(tmp_path, tiny_model_dir, weights):
+    """The Method tab reads the weights' headers on every edit of the model field: a damaged file must not
+    take the edit down (it once raised MemoryError, so a pasted model path was never stored)."""
+    import shutil
+    from engine import method_info
+    d = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, d)
+    (d / "model.safetensors").write_bytes(weights)
+    cfg = C.replace(C.RunConfig(), "model.name_or_path", str(d))
+    assert method_info.estimate_markdown(cfg).startswith("Memory estimate unavailable: model.safetensors")
+    assert "download or convert it again" in method_info.estimate_markdown(cfg)
+    assert method_info.params_table(cfg) == [] and method_info.target_choices(cfg) == ["all"]
+    with pytest.raises(model_shape.ShapeError):
+        model_shape.of(str(d))
