@@ -76,6 +76,10 @@ class App:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        # An event handler that raised left the user's edit or click undone with nothing said in the page:
+        # every browser test also proves that none did.
+        text = Path(self.log.name).read_text(errors="replace")
+        assert "Traceback" not in text, "an event handler in the app raised:\n" + text[-4000:]
 
 
 @pytest.fixture
@@ -270,9 +274,10 @@ def test_an_app_restart_during_a_run_finds_it_still_running(app, page):
     wait_for(lambda: run_status(page) == "stopped", "the run to stop", 90, page)
 
 
-def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path):
+def test_start_refuses_bad_rows_and_names_them(app, page, tmp_path):
+    """Start checks the rows first (as the CLI does): nothing is launched, the message names file and row."""
     bad = tmp_path / "rows.json"
-    bad.write_text(json.dumps([{"colour": "blue"}, {"colour": "red"}]))
+    bad.write_text(json.dumps([{"instruction": "Who are you?", "output": "Wren."}, {"instruction": "Name?"}]))
     open_page(page, app.url)
     pick(page, "Model", str(app.models / "tiny-llama"))
     go_to(page, "Dataset")
@@ -284,12 +289,37 @@ def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path):
     page.wait_for_timeout(600)
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
+    message = page.locator(".prose.ws-message")
+    wait_for(lambda: "Not started" in message.inner_text(), "the refusal", 60, page)
+    text = message.inner_text()
+    assert "rows.json" in text and "row 2" in text and "output" in text, text  # file, row and field, in words
+    assert not [p for p in app.saves.iterdir() if not p.name.startswith(".")], "no run folder for a run that cannot train"
+
+
+def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path, tiny_model_dir):
+    """A failure only the worker can find (weights that do not load) ends the run as failed, in words."""
+    import shutil
+    broken = app.models / "broken-llama"
+    broken.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if f.suffix != ".safetensors":
+            shutil.copy(f, broken / f.name)
+    (broken / "model.safetensors").write_bytes(b"\x00not a safetensors file" * 10)
+    open_page(page, app.url)
+    model = page.get_by_label("Model", exact=True)  # typed, as a user pastes a folder path
+    model.click()
+    model.fill(str(broken))
+    model.press("Enter")
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(600)
+    go_to(page, "Train")
+    page.get_by_role("button", name="Start", exact=True).click()
     wait_for(lambda: run_status(page) == "failed", "the run to fail", 120, page)
     failure = page.locator(".prose.ws-failure")
     wait_for(lambda: "The run failed." in failure.inner_text(), "the failure reason", 10, page)
     text = failure.inner_text()
     assert "Traceback" not in text.split("Technical details")[0]  # words first, the traceback folded away
-    assert "colour" in text or "instruction" in text or "rows.json" in text  # names what is wrong with the data
+    assert "Could not load" in text and "broken-llama" in text and "damaged" in text, text  # what, and why
     wait_for(lambda: "failed" in runs_table_text(page), "the runs list to say failed", 10, page)
     shot(page, "09-failed")
 

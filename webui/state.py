@@ -97,7 +97,7 @@ def start(state: RunState) -> RunState:
     C.from_dict(C.to_dict(cfg))  # the settings first: their problems name the field
     problems = before_launch(cfg)  # then the rows, as the CLI does: a run that cannot train gets no folder
     if problems:
-        raise launcher.LaunchError("the data has problems; fix them (the Dataset tab shows each row) and "
+        raise launcher.LaunchError("The data has problems; fix them (the Dataset tab shows each row) and "
                                    "Start again:\n" + "\n".join(f"- {x}" for x in problems))
     run_dir = launcher.start(cfg)
     return dataclasses.replace(state, run_dir=str(run_dir))

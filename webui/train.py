@@ -180,7 +180,7 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
     def on_tick(st: S.RunState, watch: Watch) -> dict:
         cur = watch.current
         if cur is None:
-            return {}
+            return {p.message: gr.skip()}  # not {}: Gradio reads an empty dict as one value for 93 outputs
         before = cur.series.status
         out: dict[Any, Any] = {}
         if watch.poll():
@@ -199,7 +199,7 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
 
     def on_pick(name: Optional[str], st: S.RunState, watch: Watch) -> dict:
         if not name:
-            return {}
+            return {p.message: gr.skip()}
         try:
             run_dir = runs.run_path(S.saves_path(st), name)
         except ValueError as e:
