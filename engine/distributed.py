@@ -146,8 +146,10 @@ def torchrun_args(cfg, node_rank: int | str | None = None, endpoint: str | None 
 
 
 def launch_command(cfg, config_path: Path, python: str = sys.executable) -> list[str]:
-    """The argv that runs the unchanged worker under torchrun on this machine (no shell)."""
-    return [python, "-m", "torch.distributed.run", *torchrun_args(cfg),
+    """The argv that runs the unchanged worker under torchrun on this machine (no shell). Each rank's output
+    goes to the run's stdout.log with a `[default<rank>]:` prefix, and whole to rank-logs/.../<rank>/."""
+    logs = Path(config_path).parent / "rank-logs"
+    return [python, "-m", "torch.distributed.run", *torchrun_args(cfg), "--tee=3", f"--log-dir={logs}",
             "-m", "engine.train", "--config", str(config_path)]
 
 

@@ -109,6 +109,9 @@ def test_stop_checkpoints_once_and_resume_under_two_processes_finishes_the_curve
     assert 3 <= at < STEPS
     assert [os.path.basename(c) for c in checkpoints(run_dir)] == [f"checkpoint-{at}"]
     assert not [e for e in evts if e["kind"] == "error"]
+    log = (run_dir / "stdout.log").read_text()
+    assert "[default0]:" in log and "[default1]:" in log, "each rank's lines are marked with its rank"
+    assert {p.name for p in (run_dir / "rank-logs").glob("*/attempt_0/*")} == {"0", "1"}
 
     launcher.resume(run_dir)
     _wait_gone(run_dir)
