@@ -136,6 +136,16 @@ def pick(page, label: str, option: str) -> None:
     page.wait_for_timeout(400)
 
 
+def type_into(page, label: str, text: str) -> None:
+    """Type a value that is not in a dropdown's list (a path, a hub id) and commit it with Enter."""
+    box = page.get_by_label(label, exact=True)
+    box.click()
+    box.fill(text)
+    box.press("Enter")
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(600)
+
+
 def go_to(page, tab: str) -> None:
     page.get_by_role("tab", name=tab).click()
     page.wait_for_timeout(300)
@@ -281,12 +291,7 @@ def test_start_refuses_bad_rows_and_names_them(app, page, tmp_path):
     open_page(page, app.url)
     pick(page, "Model", str(app.models / "tiny-llama"))
     go_to(page, "Dataset")
-    datasets = page.get_by_label("Datasets", exact=True)
-    datasets.click()
-    datasets.fill(str(bad))
-    datasets.press("Enter")
-    page.keyboard.press("Escape")
-    page.wait_for_timeout(600)
+    type_into(page, "Datasets", str(bad))
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
     message = page.locator(".prose.ws-message")
@@ -306,12 +311,7 @@ def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path, tiny_mode
             shutil.copy(f, broken / f.name)
     (broken / "model.safetensors").write_bytes(b"\x00not a safetensors file" * 10)
     open_page(page, app.url)
-    model = page.get_by_label("Model", exact=True)  # typed, as a user pastes a folder path
-    model.click()
-    model.fill(str(broken))
-    model.press("Enter")
-    page.keyboard.press("Escape")
-    page.wait_for_timeout(600)
+    type_into(page, "Model", str(broken))  # as a user pastes a folder path
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
     wait_for(lambda: run_status(page) == "failed", "the run to fail", 120, page)
