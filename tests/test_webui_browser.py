@@ -299,6 +299,7 @@ def test_start_refuses_bad_rows_and_names_them(app, page, tmp_path):
     text = message.inner_text()
     assert "rows.json" in text and "row 2" in text and "output" in text, text  # file, row and field, in words
     assert not [p for p in app.saves.iterdir() if not p.name.startswith(".")], "no run folder for a run that cannot train"
+    shot(page, "09-refused-bad-rows")
 
 
 def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path, tiny_model_dir):
@@ -321,7 +322,7 @@ def test_a_run_that_fails_says_why_in_plain_words(app, page, tmp_path, tiny_mode
     assert "Traceback" not in text.split("Technical details")[0]  # words first, the traceback folded away
     assert "Could not load" in text and "broken-llama" in text and "damaged" in text, text  # what, and why
     wait_for(lambda: "failed" in runs_table_text(page), "the runs list to say failed", 10, page)
-    shot(page, "09-failed")
+    shot(page, "10-failed")
 
 
 def test_switching_method_shows_only_the_settings_that_apply(app, page):
@@ -334,7 +335,7 @@ def test_switching_method_shows_only_the_settings_that_apply(app, page):
     page.wait_for_timeout(800)
     assert not rank.is_visible()
     assert page.get_by_label("trainable layers", exact=True).is_visible()
-    shot(page, "10-freeze")
+    shot(page, "11-freeze")
     go_to(page, "Train")
     page.get_by_text("Config as YAML and as a command line").click()
     page.wait_for_timeout(500)
@@ -390,6 +391,6 @@ def test_past_runs_are_listed_shown_and_compared(tmp_path, models_dir, page):
         pick(page, "Compare loss with", "second-run")
         names = page.locator(".ws-chart-loss .js-plotly-plot").evaluate("el => el.data.map(t => t.name)")
         assert "second-run" in names
-        shot(page, "11-compare")
+        shot(page, "12-compare")
     finally:
         app.stop()

@@ -98,9 +98,15 @@ def start(state: RunState) -> RunState:
     problems = before_launch(cfg)  # then the rows, as the CLI does: a run that cannot train gets no folder
     if problems:
         raise launcher.LaunchError("The data has problems; fix them (the Dataset tab shows each row) and "
-                                   "Start again:\n" + "\n".join(f"- {x}" for x in problems))
+                                   "Start again:\n" + "\n".join(_bullets(x) for x in problems))
     run_dir = launcher.start(cfg)
     return dataclasses.replace(state, run_dir=str(run_dir))
+
+
+def _bullets(problem: str) -> str:
+    """A multi-line problem as a Markdown bullet with one sub-bullet per further line (kept apart on screen)."""
+    first, *rest = [line.strip() for line in problem.splitlines() if line.strip()]
+    return "\n".join([f"- {first}", *(f"  - {line}" for line in rest)])
 
 
 def stop(state: RunState) -> bool:
