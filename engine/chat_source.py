@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from engine.config_schema import build_typed
 from engine.paths import unusable_path
 
 SourceKind = Literal["base", "run", "merged"]
@@ -36,6 +37,9 @@ class ChatSource:
 
     def problem(self) -> Optional[str]:
         """Why this source cannot load, in words; None when it looks loadable."""
+        _, bad = build_typed(ChatSource, dataclasses.asdict(self))
+        if bad:
+            return "; ".join(bad)
         bad = unusable_path(str(self.run_dir if self.kind == "run" else self.model))
         if bad:
             return f"{str(self.run_dir if self.kind == 'run' else self.model)[:60]!r} {bad}"
@@ -85,7 +89,9 @@ class GenerationParams:
     """Above 1 discourages repeating tokens already in the text."""
 
     def problems(self) -> list[str]:
-        p = []
+        _, p = build_typed(GenerationParams, dataclasses.asdict(self))
+        if p:
+            return p  # a wrong type first: the ranges below compare numbers
         if not 0.0 <= self.temperature <= 5.0:
             p.append(f"temperature: must be between 0 and 5, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:

@@ -175,3 +175,10 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
         _check_range(key, v, dict(f.metadata), problems)
         kwargs[name] = v
     return cls(**kwargs)
+
+
+def build_typed(cls: type, data: Any) -> tuple[Any, list[str]]:
+    """An instance of any typed dataclass (the export and chat settings too) from a plain mapping, every
+    field checked against its type and range: (instance, problems). Fields with problems keep defaults."""
+    problems: list[str] = []
+    return _build(cls, data, "", problems), problems

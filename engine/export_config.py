@@ -13,6 +13,7 @@ from typing import Literal
 
 import yaml
 
+from engine.config_schema import build_typed
 from engine.paths import unusable_path
 
 ExportKind = Literal["merged", "adapter"]
@@ -90,11 +91,8 @@ class ExportConfigError(ValueError):
 
 
 def from_dict(d: dict, check: bool = True) -> ExportConfig:
-    names = {f.name for f in dataclasses.fields(ExportConfig)}
-    unknown = [k for k in d if k not in names]
-    cfg = ExportConfig(**{k: v for k, v in d.items() if k in names})
-    problems = [f"{k}: unknown key (known: {', '.join(sorted(names))})" for k in unknown]
-    if check:
+    cfg, problems = build_typed(ExportConfig, d)  # unknown keys and wrong types, each named
+    if check and not problems:
         problems += cfg.problems()
     if problems:
         raise ExportConfigError(problems)
@@ -110,4 +108,10 @@ def save(cfg: ExportConfig, path: str | Path) -> Path:
 
 
 def load(path: str | Path, check: bool = True) -> ExportConfig:
-    return from_dict(yaml.safe_load(Path(path).read_text()) or {}, check=check)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExportConfigError([f"config: cannot read {path}: {e}"]) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ExportConfigError([f"config: {path} is not valid YAML: {str(e)[:300]}"]) from None
+    return from_dict(data or {}, check=check)

@@ -2,6 +2,7 @@
 run names, model paths that are not models. (Dataset files are fuzzed in test_bad_datasets.py.)"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine import chat_source as CS
 from engine import config as C
+from engine import export_config as X
 from engine import launcher
 from webui import state as S
 
@@ -170,3 +173,44 @@ def test_dataset_names_no_file_system_accepts_get_a_config_error_naming_the_fiel
         C.from_dict(C.to_dict(cfg))
     found = [p for p in e.value.problems if p.startswith("data.datasets[0]")]
     assert found and words in found[0], e.value.problems
+
+
+EXPORT_KEYS = [f.name for f in dataclasses.fields(X.ExportConfig)]
+CHAT_KEYS = [f.name for f in dataclasses.fields(CS.GenerationParams)] + [f.name for f in dataclasses.fields(CS.ChatSource)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.sampled_from(EXPORT_KEYS + ["bogus"]), values, max_size=5))
+def test_the_export_settings_answer_any_input_with_settings_or_named_problems(data):
+    """`python app.py export --config x.yaml` and the Export tab: wrong types are named, never a TypeError."""
+    try:
+        cfg = X.from_dict(data)
+    except X.ExportConfigError as e:
+        assert e.problems and all(isinstance(p, str) and p for p in e.problems)
+        return
+    assert isinstance(cfg, X.ExportConfig)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.sampled_from(CHAT_KEYS), values, max_size=5))
+def test_chat_settings_of_any_type_get_named_problems_not_a_crash(data):
+    """What the chat client sends its worker (sampling settings, the model to load), checked before use."""
+    params = CS.params_from_dict(data)
+    assert all(isinstance(p, str) for p in params.problems())
+    source = CS.source_from_dict(data)
+    assert source.problem() is None or isinstance(source.problem(), str)
+
+
+def test_an_export_config_file_that_is_not_yaml_or_not_readable_is_one_named_problem(tmp_path):
+    bad = tmp_path / "export.yaml"
+    bad.write_text("kind: [merged\n")
+    with pytest.raises(X.ExportConfigError) as e:
+        X.load(bad)
+    assert "not valid YAML" in e.value.problems[0]
+    with pytest.raises(X.ExportConfigError) as e:
+        X.load(tmp_path / "missing.yaml")
+    assert "cannot read" in e.value.problems[0]
+    bad.write_text("run_dir: 7\nkind: zip\nverify_prompts: many\n")
+    with pytest.raises(X.ExportConfigError) as e:
+        X.load(bad)
+    assert {p.split(":")[0] for p in e.value.problems} == {"run_dir", "kind", "verify_prompts"}, e.value.problems
