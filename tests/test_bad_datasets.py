@@ -122,6 +122,7 @@ rows = st.lists(st.dictionaries(st.sampled_from(KEYS), json_values, min_size=1, 
 # Shapes the fuzzer once found crashing the converter (kept so they are tried on every run):
 @example(rows=[{"chosen": [None, None], "rejected": []}], as_lines=False)  # chosen turns that are not objects
 @example(rows=[{"instruction": None, "input": None, "conversations": [{"from": []}]}], as_lines=False)  # a list role
+@example(rows=[{"output": [], "instruction": None, "history": 1}], as_lines=False)  # a history that is a number
 def test_rows_of_any_shape_convert_or_are_refused_by_row(tmp, rows, as_lines):
     if as_lines:
         p = write(tmp, ".jsonl", "\n".join(json.dumps(r) for r in rows).encode())

@@ -182,7 +182,12 @@ def _alpaca_prompt(row: dict, spec: FormatSpec) -> str:
 def _history(row: dict, spec: FormatSpec) -> list[dict]:
     out = []
     hist = _maybe_json(row.get(spec.col("history")))
-    for k, pair in enumerate(hist or []):
+    if _blank(hist) or hist == []:
+        return out
+    if not isinstance(hist, list):
+        raise _Bad("invalid", f"`{spec.col('history')}` must be a list of [question, answer] pairs, got "
+                              f"{type(hist).__name__} {str(hist)[:40]!r}")
+    for k, pair in enumerate(hist):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise _Bad("invalid", f"`{spec.col('history')}` entry {k + 1} is not a [question, answer] pair")
         out += [{"role": "user", "content": _s(pair[0])}, {"role": "assistant", "content": _s(pair[1])}]
