@@ -161,6 +161,10 @@ def convert(row: dict, spec: FormatSpec) -> Example | RowProblem:
             return Text(_s(t))
     except _Bad as b:
         return b.problem
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
+        # A nesting no check above foresaw (JSON allows any): still this row's problem, named, never a crash.
+        return RowProblem("invalid", f"has fields of a shape the {spec.format} format does not use ({e}); "
+                                     f"compare the row with the format's description in data/README.md")
     raise ValueError(f"unknown format {spec.format!r}")
 
 
