@@ -47,6 +47,30 @@ def local_model_dirs() -> list[Path]:
     return dirs
 
 
+def local_dir(name_or_path: str, needs: str) -> Path | None:
+    """The folder on this machine that holds the file `needs` (config.json, tokenizer.json) for a model
+    name, folder or hub id (its newest snapshot in the Hugging Face cache); None when it is not here yet,
+    or when the name cannot be a path at all. Reads no weights, imports nothing heavy."""
+    if name_or_path in EMBEDDED:
+        p = cache_dir() / "models" / name_or_path
+        return p if (p / needs).is_file() else None
+    if unusable_path(name_or_path):
+        return None
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p if (p / needs).is_file() else None
+    if not HUB_ID_RE.match(name_or_path):
+        return None
+    hub = Path(os.environ.get("HF_HUB_CACHE") or
+               Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    snaps = hub / f"models--{name_or_path.replace('/', '--')}" / "snapshots"
+    if snaps.is_dir():
+        for snap in sorted(snaps.iterdir(), key=lambda q: q.stat().st_mtime, reverse=True):
+            if (snap / needs).is_file():
+                return snap
+    return None
+
+
 def is_model_folder(p: Path) -> bool:
     return p.is_dir() and (p / "config.json").is_file()
 

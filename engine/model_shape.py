@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine import model_names
-from engine.paths import cache_dir, unusable_path
 
 LAYER_RE = re.compile(r"\.(\d+)\.")
 HEAD_NAMES = ("lm_head", "score", "classifier")
@@ -52,22 +51,7 @@ class ModelShape:
 
 def folder_for(name_or_path: str) -> Path | None:
     """The local folder holding a model's config.json, or None when it is not on this machine."""
-    if name_or_path in model_names.EMBEDDED:
-        p = cache_dir() / "models" / name_or_path
-        return p if (p / "config.json").is_file() else None
-    if unusable_path(name_or_path):
-        return None
-    p = Path(name_or_path).expanduser()
-    if (p / "config.json").is_file():
-        return p
-    if model_names.HUB_ID_RE.match(name_or_path):
-        import os
-        hub = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-        snaps = hub / ("models--" + name_or_path.replace("/", "--")) / "snapshots"
-        for snap in sorted(snaps.glob("*"), reverse=True):
-            if (snap / "config.json").is_file():
-                return snap
-    return None
+    return model_names.local_dir(name_or_path, "config.json")
 
 
 class ShapeError(ValueError):

@@ -6,7 +6,6 @@ stop it. One export at a time per app: a refreshed page finds the one going."""
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Optional
 
 import gradio as gr

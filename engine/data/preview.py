@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +23,6 @@ from engine import model_names
 from engine.config import RunConfig
 from engine.data import checks, encode, formats, light_tokenizer, sources, templates
 from engine.data.files import DataError
-from engine.paths import cache_dir, unusable_path
 
 PREVIEW_ROWS = 5000  # rows tokenised for the histogram (all rows are checked for problems)
 
@@ -60,22 +58,7 @@ class Inspection:
 
 def tokenizer_dir(name_or_path: str) -> Path | None:
     """Where the model's tokenizer files are on this machine, without loading the model."""
-    if name_or_path in model_names.EMBEDDED:
-        p = cache_dir() / "models" / name_or_path
-        return p if (p / "tokenizer.json").is_file() else None
-    if unusable_path(name_or_path):
-        return None
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        return p if (p / "tokenizer.json").is_file() else None
-    hub = Path(os.environ.get("HF_HUB_CACHE", Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-                              / "hub"))
-    snaps = hub / f"models--{name_or_path.replace('/', '--')}" / "snapshots"
-    if snaps.is_dir():
-        for s in sorted(snaps.iterdir(), key=lambda q: q.stat().st_mtime, reverse=True):
-            if (s / "tokenizer.json").is_file():
-                return s
-    return None
+    return model_names.local_dir(name_or_path, "tokenizer.json")
 
 
 def tokenizer_for(cfg: RunConfig) -> tuple[light_tokenizer.LightTokenizer | None, str]:
