@@ -55,31 +55,22 @@ class ExportConfig:
         return out.parent / f".{out.name}{EVENTS_SUFFIX}"
 
     def problems(self) -> list[str]:
-        p = []
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            allowed = {"kind": ExportKind, "dtype": ExportDType}.get(f.name)
-            if allowed and v not in allowed.__args__:
-                p.append(f"{f.name}: {v!r} is not one of {', '.join(map(repr, allowed.__args__))}")
+        _, p = build_typed(ExportConfig, dataclasses.asdict(self))  # wrong types and choices, each named
+        if p:
+            return p
+        bad = {k: unusable_path(getattr(self, k)) for k in ("run_dir", "out_dir")}
+        p += [f"{k}: {getattr(self, k)[:60]!r} {why}" for k, why in bad.items() if why]
         if not self.run_dir:
             p.append("run_dir: pick a run to export")
-        elif unusable_path(str(self.run_dir)):
-            pass  # said below
-        elif not (Path(self.run_dir) / "config.yaml").is_file():
+        elif not bad["run_dir"] and not (Path(self.run_dir) / "config.yaml").is_file():
             p.append(f"run_dir: {self.run_dir!r} is not a run folder (no config.yaml)")
-        if not SHARD_RE.match(str(self.max_shard_size)):
+        if not SHARD_RE.match(self.max_shard_size):
             p.append(f"max_shard_size: {self.max_shard_size!r} should look like 500MB or 2GB")
-        if not isinstance(self.gguf, list) or any(g not in GGUFType.__args__ for g in self.gguf):
-            p.append(f"gguf: {self.gguf!r} must be a list of f16 / q8_0")
-        elif self.gguf and self.kind != "merged":
+        if self.gguf and self.kind != "merged":
             p.append("gguf: GGUF files are written from a merged model; set kind to merged")
-        if not isinstance(self.verify_prompts, int) or not 1 <= self.verify_prompts <= 20:
+        if not 1 <= self.verify_prompts <= 20:
             p.append(f"verify_prompts: {self.verify_prompts!r} must be a whole number from 1 to 20")
-        bad = {k: unusable_path(str(getattr(self, k))) for k in ("run_dir", "out_dir")}
-        p += [f"{k}: {str(getattr(self, k))[:60]!r} {why}" for k, why in bad.items() if why]
-        if any(bad.values()):
-            return p
-        if self.run_dir and not self.overwrite and self.output_path().exists():
+        if self.run_dir and not any(bad.values()) and not self.overwrite and self.output_path().exists():
             p.append(f"out_dir: {self.output_path()} already exists; tick overwrite or choose another folder")
         return p
 
@@ -93,7 +84,7 @@ class ExportConfigError(ValueError):
 def from_dict(d: dict, check: bool = True) -> ExportConfig:
     cfg, problems = build_typed(ExportConfig, d)  # unknown keys and wrong types, each named
     if check and not problems:
-        problems += cfg.problems()
+        problems = cfg.problems()
     if problems:
         raise ExportConfigError(problems)
     return cfg
