@@ -258,6 +258,12 @@ def test_a_user_trains_watches_the_loss_stops_and_finds_the_run_again(app, page,
     assert loss_points(page) == points
     shot(page, "07-reloaded")
 
+    # Chat and Export offer the run just trained (its stop checkpoint) without a refresh click.
+    for tab, field in (("Chat", ".ws-chat-run input"), ("Export", ".ws-export-run input")):
+        go_to(page, tab)
+        wait_for(lambda: page.locator(field).input_value().startswith(run_dir.name), f"{tab} to offer the run",
+                 20, page)
+
 
 def test_an_app_restart_during_a_run_finds_it_still_running(app, page):
     open_page(page, app.url)

@@ -66,10 +66,10 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
                 hp_fields, hp_views = hyperparams.build(state)
             with gr.Tab("Train", id=train.TAB_ID):
                 panel = train.build(state)
-            with gr.Tab("Chat"):
-                chat_fields = chat.build(state)
-            with gr.Tab("Export"):
-                export_fields = export.build(state)
+            with gr.Tab("Chat") as chat_tab:
+                chat_fields = chat.build(state, chat_tab)
+            with gr.Tab("Export") as export_tab:
+                export_fields = export.build(state, export_tab)
         form = ConfigForm(widgets=[*model, *data_fields, *method_fields, *hp_fields, *panel.fields, *chat_fields,
                                    *export_fields], views=panel.views, state=state,
                          readouts=[method_views, hp_views])

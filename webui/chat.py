@@ -81,7 +81,7 @@ def as_messages(history: list) -> list[dict]:
             if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
 
 
-def build(state: gr.State) -> list[fields.FieldWidget]:
+def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     st: S.RunState = state.value
     gr.Markdown("### Chat\nTalk to a trained run with the chat template and stop tokens it trained with. "
                 "Tick **Side by side** to see the base model answer the same prompt.")
@@ -126,12 +126,8 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
     info_state = gr.State({})
 
     def on_refresh(s: S.RunState, current: Optional[str]):
-        choices = run_choices.runs_with_weights(S.saves_path(s))
-        values = [v for _, v in choices]
-        value = current if current in values else (values[0] if values else None)
-        cps = run_choices.checkpoint_choices(value)
         client = CHAT.client
-        return (gr.update(choices=choices, value=value), gr.update(choices=cps, value=cps[0] if cps else None),
+        return (*run_choices.refreshed(S.saves_path(s), current),
                 status_markdown(client.info if client else None, client))
 
     def on_refresh_choices(s: S.RunState, current: Optional[str]):
@@ -212,6 +208,7 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
     clear.click(lambda: ([], [], ""), None, [tuned_box, base_box, stats], show_progress="hidden")
     side.change(lambda b: gr.update(visible=bool(b)), [side], [base_box], show_progress="hidden")
     run.focus(on_refresh_choices, [state, run], [run, status], show_progress="hidden")
+    tab.select(on_refresh, [state, run], [run, ckpt, status], show_progress="hidden")  # the run just trained
 
     evaluate_panel.build(state)
     return []

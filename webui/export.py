@@ -54,7 +54,7 @@ def report_markdown(job: Optional[ExportJob]) -> str:
     return "\n".join(lines)
 
 
-def build(state: gr.State) -> list[fields.FieldWidget]:
+def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     st: S.RunState = state.value
     gr.Markdown("### Export\nMerge a run into a standalone model folder (loads with plain `transformers`), "
                 "or export the adapter alone. The export is checked before it is called done, and written "
@@ -124,6 +124,8 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
         return "Export stopped; its temporary folder was removed."
 
     run.focus(on_focus, [state], [run], show_progress="hidden")
+    tab.select(lambda s, current: run_choices.refreshed(S.saves_path(s), current), [state, run], [run, ckpt],
+               show_progress="hidden")  # opening the tab offers the run just trained
     run.input(on_run, [run], [ckpt], show_progress="hidden")
     kind.change(lambda k: (gr.update(interactive=k == "merged"), gr.update(interactive=k == "merged")),
                 [kind], [dtype, ggufs], show_progress="hidden")

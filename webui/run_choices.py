@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
+
+import gradio as gr
 
 from engine.chat_source import weights_dir
 from engine.runs import checkpoints, list_runs
@@ -29,3 +32,13 @@ def checkpoint_choices(run_dir: str | None) -> list[str]:
 
 def checkpoint_value(choice: str | None) -> str:
     return "" if choice in (None, "", FINAL) else choice
+
+
+def refreshed(saves: Path, current: Optional[str]) -> tuple[dict, dict]:
+    """Updates for a (run, weights) pair of dropdowns: the runs saved so far, keeping the user's pick if it
+    is still there, else the newest run (the one just trained), and that run's weights (final first)."""
+    choices = runs_with_weights(saves)
+    values = [v for _, v in choices]
+    value = current if current in values else (values[0] if values else None)
+    cps = checkpoint_choices(value)
+    return gr.update(choices=choices, value=value), gr.update(choices=cps, value=cps[0] if cps else None)
