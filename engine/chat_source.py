@@ -40,9 +40,9 @@ class ChatSource:
         _, bad = build_typed(ChatSource, dataclasses.asdict(self))
         if bad:
             return "; ".join(bad)
-        bad = unusable_path(str(self.run_dir if self.kind == "run" else self.model))
+        bad = unusable_path(self.run_dir if self.kind == "run" else self.model)
         if bad:
-            return f"{str(self.run_dir if self.kind == 'run' else self.model)[:60]!r} {bad}"
+            return bad
         if self.kind == "run":
             d = Path(self.run_dir)
             if not (d / "config.yaml").is_file():

@@ -66,7 +66,7 @@ def problem(name: str, root: Path | None = None) -> str | None:
         return "empty dataset name; pick a bundled dataset, a file or a hub id"
     bad = unusable_path(name)
     if bad:
-        return f"{name[:60]!r}{'...' if len(name) > 60 else ''} {bad}"
+        return bad
     if name in bundled(include_eval=True) or info_entry(name, root):
         return None
     p = _as_path(name, root)

@@ -59,7 +59,7 @@ class ExportConfig:
         if p:
             return p
         bad = {k: unusable_path(getattr(self, k)) for k in ("run_dir", "out_dir")}
-        p += [f"{k}: {getattr(self, k)[:60]!r} {why}" for k, why in bad.items() if why]
+        p += [f"{k}: {why}" for k, why in bad.items() if why]
         if not self.run_dir:
             p.append("run_dir: pick a run to export")
         elif not bad["run_dir"] and not (Path(self.run_dir) / "config.yaml").is_file():

@@ -120,7 +120,7 @@ def problem(name: str) -> str | None:
         return None
     bad = unusable_path(name)
     if bad:
-        return f"{name[:60]!r}{'...' if len(name) > 60 else ''} {bad}"
+        return bad
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir():

@@ -27,15 +27,16 @@ NAME_MAX, PATH_MAX = 255, 4096
 
 
 def unusable_path(text: str) -> str | None:
-    """Why ``text`` cannot name anything on disk (checked before any stat, so a fuzzed or pasted value gets a
-    sentence instead of an OSError), or None."""
+    """Why ``text`` cannot name anything on disk, as a sentence that quotes it (shortened), or None. Checked
+    before any stat, so a fuzzed or pasted value gets words instead of an OSError."""
+    shown = f"{text[:60]!r}{'...' if len(text) > 60 else ''}"
     if "\x00" in text:
-        return "contains a NUL character; no file or folder can have it in its name"
+        return f"{shown} contains a NUL character; no file or folder can have it in its name"
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) > PATH_MAX:
-        return f"is {len(raw)} bytes long; paths stop at {PATH_MAX}: give a shorter path"
+        return f"{shown} is {len(raw)} bytes long; paths stop at {PATH_MAX}: give a shorter path"
     longest = max((len(part) for part in raw.split(b"/")), default=0)
     if longest > NAME_MAX:
-        return (f"has a name part {longest} bytes long; file systems stop at {NAME_MAX}: "
+        return (f"{shown} has a name part {longest} bytes long; file systems stop at {NAME_MAX}: "
                 "give a shorter path")
     return None
