@@ -110,12 +110,7 @@ def cmd_train(argv: list[str]) -> int:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
             cfg = C.load(a.config, a.overrides)
-            from engine.data.checks import before_launch  # light: reads and checks rows, no tokenizer
-            problems = before_launch(cfg)
-            if problems:
-                print("Dataset problems (nothing was started):\n" + "\n".join(problems), file=sys.stderr)
-                return 2
-            run_dir = launcher.start(cfg)
+            run_dir = launcher.start(cfg)  # refuses bad settings and bad rows before writing anything
     except (C.ConfigError, launcher.LaunchError) as e:
         print(str(e), file=sys.stderr)
         return 2

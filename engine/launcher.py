@@ -29,6 +29,15 @@ class LaunchError(RuntimeError):
     """Why a run could not be started, in words a user can act on."""
 
 
+class DataProblems(LaunchError):
+    """Rows that would fail the run, found before anything is written (the CLI and the Train tab say them)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("The data has problems; fix them (the Dataset tab shows each row) and start again:\n"
+                         + "\n".join(problems))
+
+
 def new_run_name(cfg: C.RunConfig) -> str:
     model = Path(cfg.model.name_or_path.rstrip("/")).name.replace("/", "-")[:40] or "model"
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -104,6 +113,10 @@ def _spawn(run_dir: Path) -> subprocess.Popen:
 def start(cfg: C.RunConfig) -> Path:
     """Start a new run in the background; returns its folder. Refuses while another run is going."""
     C.from_dict(C.to_dict(cfg))  # a bad config is refused before anything (even the lock file) is written
+    from engine.data.checks import before_launch  # light: reads and checks rows, no tokenizer
+    problems = before_launch(cfg)
+    if problems:  # a run that cannot train gets no folder
+        raise DataProblems(problems)
     saves = saves_dir(cfg.output.saves_dir)
     with _saves_lock(saves):
         busy = active_run(saves)

@@ -13,7 +13,6 @@ from typing import Any, Optional
 
 from engine import config as C
 from engine import launcher
-from engine.data.checks import before_launch
 from engine.paths import PRESETS_DIR, saves_dir
 
 DEFAULT_PRESET = "quickstart"
@@ -94,19 +93,8 @@ def start(state: RunState) -> RunState:
     """Check the settings and the data, write saves/<run>/config.yaml and launch the worker. Raises ConfigError
     or LaunchError (bad rows, another run going)."""
     cfg = C.replace(state.config, "output.run_name", state.config.output.run_name.strip())
-    C.from_dict(C.to_dict(cfg))  # the settings first: their problems name the field
-    problems = before_launch(cfg)  # then the rows, as the CLI does: a run that cannot train gets no folder
-    if problems:
-        raise launcher.LaunchError("The data has problems; fix them (the Dataset tab shows each row) and "
-                                   "Start again:\n" + "\n".join(_bullets(x) for x in problems))
     run_dir = launcher.start(cfg)
     return dataclasses.replace(state, run_dir=str(run_dir))
-
-
-def _bullets(problem: str) -> str:
-    """A multi-line problem as a Markdown bullet with one sub-bullet per further line (kept apart on screen)."""
-    first, *rest = [line.strip() for line in problem.splitlines() if line.strip()]
-    return "\n".join([f"- {first}", *(f"  - {line}" for line in rest)])
 
 
 def stop(state: RunState) -> bool:

@@ -158,6 +158,9 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
         except C.ConfigError as e:
             items = "\n".join(f"- {x}" for x in e.problems)
             return {p.message: f"**Not started: the settings have problems.**\n{items}"}
+        except launcher.DataProblems as e:
+            return {p.message: "**Not started.** The data has problems; fix them (the Dataset tab shows each row) "
+                               "and Start again:\n" + "\n".join(_bullets(x) for x in e.problems)}
         except launcher.LaunchError as e:
             return {p.message: f"**Not started.** {e}"}
         watch = attach(watch, Path(new.run_dir))
@@ -273,3 +276,9 @@ def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: 
         return {**form.render(fresh), watch_state: watch, p.message: note, **panel_updates(p, fresh, watch),
                 **shown}
     return load
+
+
+def _bullets(problem: str) -> str:
+    """A multi-line problem as a Markdown bullet with one sub-bullet per further line (kept apart on screen)."""
+    first, *rest = [line.strip() for line in problem.splitlines() if line.strip()]
+    return "\n".join([f"- {first}", *(f"  - {line}" for line in rest)])
