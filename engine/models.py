@@ -158,7 +158,8 @@ def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
 def _load_hint(name: str, e: Exception) -> str:
     msg = str(e)
     p = Path(name).expanduser()
-    if type(e).__name__ == "SafetensorError":  # the file is there but is not (all) a safetensors file
+    from safetensors import SafetensorError
+    if isinstance(e, SafetensorError):  # the file is there but is not (all) a safetensors file
         return (f"Could not load {name!r}: a weights file is damaged or incomplete ({msg.splitlines()[0]}). "
                 "Download or convert the model again.")
     if p.is_dir() and any(p.glob("*.bin")) and not any(p.glob("*.safetensors")):
