@@ -19,47 +19,39 @@ import time
 from pathlib import Path
 
 from engine import config as C
-from engine import launcher
-from engine.events import EVENTS_FILE, EventReader
-from engine.paths import REPO
-from engine.runs import worker_alive
+from engine.runs import launcher
+from engine.runs.events import EVENTS_FILE, EventReader
+from engine.runs.paths import REPO
+from engine.runs.processes import worker_alive
+from engine.runs.progress import Progress
 
 
 def _progress(run_dir: Path) -> int:
     """Follow the worker's events with a terminal progress bar until it ends; Ctrl-C stops it cleanly."""
     from tqdm import tqdm
     reader = EventReader(run_dir / EVENTS_FILE)
+    state = Progress()
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, desc=run_dir.name)
-    status, reason, last_loss = "starting", "", None
     try:
         while True:
             for e in reader.read_new():
+                state.add([e])
                 kind = e.get("kind")
                 if kind == "status":
-                    status = e.get("status", status)
-                    if e.get("total_steps") and bar.total != e["total_steps"]:
-                        bar.total = e["total_steps"]
+                    if state.total_steps and bar.total != state.total_steps:
+                        bar.total = state.total_steps
                         bar.refresh()
-                    if status == "loading":
-                        bar.set_postfix_str(f"loading {e.get('what', '')}")
-                    reason = e.get("reason", reason)
+                    if state.status == "loading":
+                        bar.set_postfix_str(state.detail)
                 elif kind == "train":
-                    last_loss = e.get("loss")
-                    bar.n = e.get("step", bar.n)
-                    bar.set_postfix(loss=f"{last_loss:.4f}" if last_loss is not None else "-")
+                    bar.n = state.step
+                    bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-")
                 elif kind == "data":
                     bar.write(data_summary(e))
                 elif kind == "eval":
                     bar.write(f"step {e.get('step')}: eval_loss {e.get('eval_loss'):.4f}")
-                elif kind == "error":
-                    reason = e.get("message", "")
-            if status in ("finished", "stopped", "failed") or not worker_alive(run_dir):
-                # drain what the worker wrote last
-                for e in reader.read_new():
-                    if e.get("kind") == "status":
-                        status, reason = e.get("status", status), e.get("reason", reason)
-                    elif e.get("kind") == "error":
-                        reason = e.get("message", reason)
+            if state.ended or not worker_alive(run_dir):
+                state.add(reader.read_new())  # drain what the worker wrote last
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -71,13 +63,14 @@ def _progress(run_dir: Path) -> int:
         return 130
     finally:
         bar.close()
-    if status == "finished":
-        print(f"finished: {run_dir}" + (f" (final loss {last_loss:.4f})" if last_loss is not None else ""))
+    loss = state.final_loss
+    if state.status == "finished":
+        print(f"finished: {run_dir}" + (f" (final loss {loss:.4f})" if loss is not None else ""))
         return 0
-    if status == "stopped":
+    if state.status == "stopped":
         print(f"stopped: {run_dir} — resume with: python app.py train --resume {run_dir}")
         return 0
-    print(f"failed: {run_dir}\n{reason or 'the worker ended without a word; see ' + str(run_dir / 'stdout.log')}",
+    print(f"failed: {run_dir}\n{state.error or 'the worker ended without a word; see ' + str(run_dir / 'stdout.log')}",
           file=sys.stderr)
     return 1
 
@@ -144,8 +137,8 @@ def cmd_ui(argv: list[str]) -> int:
 
 def cmd_export(argv: list[str]) -> int:
     """Merge a run's adapter into its base (or copy the adapter) and write a standard folder."""
-    from engine import export_config as X
-    from engine.export_client import start_export
+    from engine.config import export as X
+    from engine.runs.export_client import start_export
     ap = argparse.ArgumentParser(prog="python app.py export", description=cmd_export.__doc__)
     ap.add_argument("run", nargs="?", help="the run folder, e.g. saves/<run>")
     ap.add_argument("--config", help="an export config YAML instead of the flags below")
@@ -199,8 +192,8 @@ def cmd_export(argv: list[str]) -> int:
 
 def cmd_chat(argv: list[str]) -> int:
     """Chat in the terminal with a run (its adapter or a checkpoint), a base model or a merged folder."""
-    from engine.chat_client import ChatClient, ChatError
-    from engine.chat_source import ChatSource, GenerationParams
+    from engine.runs.chat_client import ChatClient, ChatError
+    from engine.config.chat import ChatSource, GenerationParams
     ap = argparse.ArgumentParser(prog="python app.py chat", description=cmd_chat.__doc__)
     ap.add_argument("target", help="a run folder (saves/<run>), a merged export folder, or a base model name")
     ap.add_argument("--checkpoint", default="", help="e.g. checkpoint-20 (default: the final adapter)")
@@ -256,7 +249,7 @@ def cmd_chat(argv: list[str]) -> int:
 def cmd_launch_script(argv: list[str]) -> int:
     import shlex
 
-    from engine import cluster_script
+    from engine.runs import torchrun as cluster_script
     ap = argparse.ArgumentParser(
         prog="python app.py launch-script", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Create the run folder for CONFIG on a cluster and write a ready-to-submit SLURM batch file "

@@ -40,7 +40,7 @@ def tiny_model(out: Path) -> Path:
     code = f"""
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-from engine.models import ensure_embedded
+from engine.modeling.load import ensure_embedded
 tok = AutoTokenizer.from_pretrained(ensure_embedded("smollm2-135m-instruct"))
 torch.manual_seed(0)
 cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -115,8 +115,8 @@ def soak(steps: int = 2000, reload_every: float = 3.0, poll_every: float = 0.5, 
     from playwright.sync_api import sync_playwright
 
     from engine import config as C
-    from engine import launcher
-    from engine.events import read_all
+    from engine.runs import launcher
+    from engine.runs.events import read_all
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="whetstone-soak-"))
     saves, models = workdir / "saves", workdir / "models"

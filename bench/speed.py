@@ -42,9 +42,9 @@ def whetstone_run(a) -> dict:
     sys.path.insert(0, str(BASELINE.parent))
     import hf_baseline as hb  # the peer's shapes, rows and timer: identical inputs
 
-    from engine import batching
-    from engine.loss import trained_positions_loss
-    from engine.models import cpu_has_native_bf16
+    from engine.train import collate as batching
+    from engine.train.loss import trained_positions_loss
+    from engine.modeling.load import cpu_has_native_bf16
 
     torch.manual_seed(0)
     random.seed(0)

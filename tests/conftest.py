@@ -25,7 +25,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct, converted once to safetensors and cached."""
-    from engine.models import ensure_embedded
+    from engine.modeling.load import ensure_embedded
     return ensure_embedded("smollm2-135m-instruct")
 
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import chat_source as CS
+from engine.config import chat as CS
 from engine import config as C
-from engine import export_config as X
-from engine import launcher
+from engine.config import export as X
+from engine.runs import launcher
 from webui import state as S
 
 KEYS = [k for k, *_ in C.iter_fields()]
@@ -154,7 +154,7 @@ def test_model_paths_that_are_not_models_are_refused_before_start(tmp_path):
 
 
 def test_a_folder_with_a_broken_config_json_fails_to_load_with_a_clear_reason(tmp_path):
-    from engine.models import ModelLoadError, load_model
+    from engine.modeling.load import ModelLoadError, load_model
     bad = tmp_path / "broken"
     bad.mkdir()
     (bad / "config.json").write_text("{not json")

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from conftest import run_worker, write_config
-from engine.chat_client import ChatClient, ChatError
-from engine.chat_source import ChatSource, GenerationParams
+from engine.runs.chat_client import ChatClient, ChatError
+from engine.config.chat import ChatSource, GenerationParams
 
 Q = [{"role": "user", "content": "Who are you?"}]
 
@@ -101,7 +101,7 @@ def test_cancel_ends_a_long_reply_early(tiny_run, tmp_path):
 
 def test_chat_while_a_training_run_is_alive_loads_with_a_memory_warning_on_cpu(tiny_model_dir, tmp_path):
     import json
-    from engine.runs import _proc_start_time
+    from engine.runs.processes import proc_start_time as _proc_start_time
     busy = tmp_path / "busy-run"
     busy.mkdir()
     (busy / "config.yaml").write_text("model: {name_or_path: x}\n")

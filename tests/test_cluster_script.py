@@ -8,7 +8,7 @@ import subprocess
 import yaml
 
 import app
-from engine import cluster_script
+from engine.runs import torchrun as cluster_script
 from engine import config as C
 from tests.conftest import REPO, write_config
 

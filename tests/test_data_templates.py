@@ -85,7 +85,7 @@ def test_training_and_chat_use_the_same_template(make_config):
     templates.apply(train_tok, "llama3")
     ex = pipeline.build(saved, train_tok)[0][0]
     prompt_len = next(i for i, l in enumerate(ex["labels"]) if l != -100)
-    # ... and what chat builds for the same question (engine/generate.py's answer())
+    # ... and what chat builds for the same question (engine.chat.generate's answer())
     row = json.loads(open("data/identity.json").read())[0]
     chat_ids = chat_tok.apply_chat_template([{"role": "user", "content": row["instruction"]}],
                                             add_generation_prompt=True, return_dict=True)["input_ids"]
@@ -94,17 +94,18 @@ def test_training_and_chat_use_the_same_template(make_config):
 
 
 def test_chat_stops_on_the_templates_end_of_turn_token(tiny_model_dir, tok):
-    """engine.generate.answer stops on these ids; a template whose stop text this vocabulary splits is
-    flagged in the Dataset tab instead of running on silently."""
+    """Chat (engine.chat.generate), the export and the Modelfile stop on these ids; a template whose stop
+    text this vocabulary splits is flagged in the Dataset tab instead of running on silently."""
     from engine import config as C
     from engine.data import preview
+    from engine.modeling.stop_tokens import stop_token_ids
     templates.apply(tok, "chatml")
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    assert templates.stop_token_ids(tok) == [im_end] and templates.stop_problem(tok) is None
+    assert stop_token_ids(tok) == [im_end] and templates.stop_problem(tok) is None
     templates.apply(tok, "llama3")  # <|eot_id|> is not in SmolLM's vocabulary
-    assert templates.stop_token_ids(tok) == [im_end]
+    assert stop_token_ids(tok) == [im_end]
     assert "'<|eot_id|>', which this tokenizer splits" in templates.stop_problem(tok)
     cfg = C.replace(C.replace(C.RunConfig(), "model.name_or_path", str(tiny_model_dir)), "data.template", "llama3")
     assert any("chat cannot stop on it" in n for n in preview.inspect("identity", cfg).notes)
     tok.add_special_tokens({"additional_special_tokens": ["<|eot_id|>"]})
-    assert templates.stop_token_ids(tok) == [tok.convert_tokens_to_ids("<|eot_id|>"), im_end]
+    assert sorted(stop_token_ids(tok)) == sorted([tok.convert_tokens_to_ids("<|eot_id|>"), im_end])

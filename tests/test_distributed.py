@@ -7,9 +7,10 @@ import time
 import pytest
 
 from engine import config as C
-from engine import distributed, launcher
-from engine.events import read_all
-from engine.runs import checkpoints, summarize, worker_alive
+from engine.runs import launcher, metrics, torchrun as distributed
+from engine.runs.events import read_all
+from engine.runs.processes import worker_alive
+from engine.runs.store import checkpoints, summarize
 from tests.conftest import REPO, run_worker, write_config
 
 STEPS = 12
@@ -63,7 +64,7 @@ def test_two_ddp_processes_follow_the_single_process_curve_and_write_once(make_c
     assert got[STEPS] < got[1] - 0.3, "and it learns"
     # One set of charts: rank 0's memory under the usual name, rank 1's beside it.
     assert all(e["rss_gib"] > 0 and e["rss_gib_rank1"] > 0 for e in train)
-    assert sorted(distributed.rank_memory(train[-1])) == [0, 1]
+    assert metrics.ranks(train[-1]) == [0, 1]
     assert [e["status"] for e in evts if e["kind"] == "status"].count("finished") == 1
     assert not [e for e in evts if e["kind"] == "error"]
     resolved = [e for e in evts if e["kind"] == "resolved"]

@@ -3,7 +3,8 @@ naming its field; the chosen strategy reaches the Trainer as DDP / FSDP / DeepSp
 import pytest
 
 from engine import config as C
-from engine import distributed
+from engine.runs import torchrun as distributed
+from engine.train import ranks
 
 
 def cfg_with(check_files=False, **sections):
@@ -20,7 +21,7 @@ def problems_of(**sections):
 def test_defaults_are_one_plain_process():
     cfg = cfg_with()
     assert (cfg.distributed.nproc_per_node, cfg.distributed.nnodes, cfg.distributed.strategy) == (1, 1, "none")
-    assert not distributed.needs_launcher(cfg) and distributed.trainer_kwargs(cfg, cuda=False) == {}
+    assert not distributed.needs_launcher(cfg) and ranks.trainer_kwargs(cfg, cuda=False) == {}
     assert C.from_yaml(C.to_yaml(cfg), check_files=False) == cfg
 
 
@@ -67,7 +68,7 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
 
 
 def test_launcher_refuses_a_run_this_machine_cannot_start(tmp_path, monkeypatch):
-    from engine import launcher
+    from engine.runs import launcher
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     cfg = cfg_with(distributed={"strategy": "fsdp"}, output={"run_name": "x", "saves_dir": str(tmp_path)})
     monkeypatch.setattr(C, "from_dict", lambda d, **k: cfg)  # the model name need not exist for this check
@@ -77,26 +78,26 @@ def test_launcher_refuses_a_run_this_machine_cannot_start(tmp_path, monkeypatch)
 
 
 def test_strategies_become_trainer_arguments():
-    ddp = distributed.trainer_kwargs(cfg_with(distributed={"nproc_per_node": 2, "strategy": "ddp"}), cuda=False)
+    ddp = ranks.trainer_kwargs(cfg_with(distributed={"nproc_per_node": 2, "strategy": "ddp"}), cuda=False)
     assert ddp == {"ddp_backend": "gloo", "ddp_find_unused_parameters": False}
-    assert distributed.trainer_kwargs(cfg_with(distributed={"nproc_per_node": 2, "strategy": "ddp"}),
+    assert ranks.trainer_kwargs(cfg_with(distributed={"nproc_per_node": 2, "strategy": "ddp"}),
                                       cuda=True)["ddp_backend"] == "nccl"
-    fsdp = distributed.trainer_kwargs(cfg_with(distributed={"strategy": "fsdp", "cpu_offload": True}), cuda=True)
+    fsdp = ranks.trainer_kwargs(cfg_with(distributed={"strategy": "fsdp", "cpu_offload": True}), cuda=True)
     assert fsdp["fsdp"] is True
     assert fsdp["fsdp_config"]["version"] == 2 and fsdp["fsdp_config"]["cpu_offload"] is True
     assert fsdp["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT"  # a standard output folder at the end
-    z2 = distributed.trainer_kwargs(cfg_with(distributed={"strategy": "deepspeed_zero2"}), cuda=True)["deepspeed"]
+    z2 = ranks.trainer_kwargs(cfg_with(distributed={"strategy": "deepspeed_zero2"}), cuda=True)["deepspeed"]
     assert z2["zero_optimization"]["stage"] == 2 and "offload_optimizer" not in z2["zero_optimization"]
     assert z2["train_micro_batch_size_per_gpu"] == "auto"  # the Trainer fills it from train.batch_size
-    z3 = distributed.deepspeed_config(cfg_with(distributed={"strategy": "deepspeed_zero3", "cpu_offload": True}))
+    z3 = ranks.deepspeed_config(cfg_with(distributed={"strategy": "deepspeed_zero3", "cpu_offload": True}))
     zo = z3["zero_optimization"]
     assert zo["stage"] == 3 and zo["offload_param"]["device"] == "cpu" and zo["offload_optimizer"]["device"] == "cpu"
     assert zo["stage3_gather_16bit_weights_on_model_save"] is True
 
 
 def test_other_ranks_write_only_their_own_failure(tmp_path):
-    from engine.events import read_all
-    ev = distributed.RankEvents(tmp_path / "events.jsonl", 1)
+    from engine.runs.events import read_all
+    ev = ranks.RankEvents(tmp_path / "events.jsonl", 1)
     ev.status("running", 3)
     ev.write("train", 3, loss=1.0)
     assert not (tmp_path / "events.jsonl").exists()
@@ -108,7 +109,7 @@ def test_other_ranks_write_only_their_own_failure(tmp_path):
 
 
 def test_a_rank_that_died_is_explained_in_plain_words():
-    from engine.failures import explain
+    from engine.runs.failures import explain
     msg = explain(RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:8840: Connection reset by "
                                "peer. This is typically caused by a remote worker hanging"))
     assert msg.startswith("Another training process of this run stopped unexpectedly")

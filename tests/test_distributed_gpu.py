@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.events import read_all
+from engine.runs.events import read_all
 from tests.test_distributed import launch
 
 
@@ -35,7 +35,7 @@ def _train_one_process(make_config, strategy, **dist):
     resolved = [e for e in evts if e["kind"] == "resolved"][0]
     assert resolved["strategy"] == strategy and resolved["world_size"] == 1
     assert (cfg.parent / "adapter" / "adapter_model.safetensors").is_file()
-    from engine.generate import load_run
+    from engine.chat.generate import load_run
     from peft import PeftModel
     model, _ = load_run(cfg.parent)
     assert isinstance(model, PeftModel)

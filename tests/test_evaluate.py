@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import REPO, run_worker, write_config
-from engine.eval_client import EvalError, past_evals, progress, results, start_eval
-from engine.rouge import rouge_l
+from engine.runs.eval_client import EvalError, past_evals, progress, results, start_eval
+from engine.evaluate.rouge import rouge_l
 
 
 def test_rouge_l_counts_words_in_order():
@@ -25,7 +25,7 @@ def test_evaluation_writes_loss_perplexity_and_scored_answers(tmp_path, tiny_mod
     run = cfg.parent
     out, proc = start_eval(run, str(REPO / "data" / "identity_eval.json"), max_new_tokens=8, max_rows=3)
     assert proc.wait(600) == 0, (out / "stdout.log").read_text()[-2000:]
-    assert progress(out)["status"] == "finished" and progress(out)["progress"] == 1.0
+    assert progress(out).status == "finished" and progress(out).progress == 1.0
     res = results(out)
     s = res["summary"]
     assert s["rows"] == 3 and s["loss_tuned"] > 0 and s["perplexity_tuned"] == pytest.approx(

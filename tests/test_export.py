@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import REPO, run_worker, write_config
-from engine.export_client import start_export
-from engine.export_config import ExportConfig, ExportConfigError
+from engine.runs.export_client import start_export
+from engine.config.export import ExportConfig, ExportConfigError
 
 PROMPTS = ["Who are you?", "Which organisation is responsible for creating you?"]
 
@@ -50,8 +50,8 @@ def greedy_in_fresh_process(folder, prompts, gguf_file=None, max_new_tokens=12) 
 
 def greedy_base_plus_adapter(run_dir, prompts, max_new_tokens=12) -> list[list[int]]:
     import torch
-    from engine.chat_source import ChatSource
-    from engine.generate import load_source
+    from engine.config.chat import ChatSource
+    from engine.chat.generate import load_source
     l = load_source(ChatSource("run", run_dir=str(run_dir)))
     out = []
     for p in prompts:
@@ -88,8 +88,8 @@ def test_merged_export_loads_with_plain_transformers_and_answers_like_base_plus_
     assert merge["max_abs_diff"] <= 1e-3 and written["max_abs_diff"] <= 1e-4 and written["top1_agreement"] == 1.0
     assert greedy_in_fresh_process(out, PROMPTS) == greedy_base_plus_adapter(tiny_run, PROMPTS)
     # the Chat tab can load the merged folder too, and it answers like the run
-    from engine.chat_client import ChatClient
-    from engine.chat_source import ChatSource, GenerationParams
+    from engine.runs.chat_client import ChatClient
+    from engine.config.chat import ChatSource, GenerationParams
     client = ChatClient(ChatSource("merged", model=str(out)), saves=tmp_path)
     try:
         client.start()

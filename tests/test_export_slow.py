@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from conftest import REPO
-from engine.export_client import start_export
-from engine.export_config import ExportConfig
+from engine.runs.export_client import start_export
+from engine.config.export import ExportConfig
 from quickstart_run import quickstart_run
 from test_export import greedy_base_plus_adapter, greedy_in_fresh_process
 

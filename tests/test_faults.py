@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from engine import config as C
-from engine import launcher
-from engine.events import EventReader, read_all
-from engine.runs import checkpoints, summarize, worker_info
+from engine.runs import launcher
+from engine.runs.events import EventReader, read_all
+from engine.runs.processes import worker_info
+from engine.runs.store import checkpoints, summarize
 from tests.conftest import REPO, run_worker
 from webui import state as S
 from webui.live import RunFollower

@@ -19,7 +19,7 @@ def held_out_questions():
 
 
 def ask_all(run_dir):
-    from engine.generate import answer, load_run
+    from engine.chat.generate import answer, load_run
     model, tok = load_run(run_dir)
     return [answer(model, tok, [{"role": "user", "content": q}], max_new_tokens=40) for q in held_out_questions()]
 

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import REPO
 from engine import config as C
-from engine import memory_estimate as E
-from engine import model_shape
+from engine.preflight import memory as E
+from engine.preflight import shape as model_shape
 
 
 def cfg_for(model_dir, **keys) -> C.RunConfig:
@@ -22,7 +22,8 @@ def cfg_for(model_dir, **keys) -> C.RunConfig:
 
 
 def test_shape_is_read_without_torch(tiny_model_dir):
-    code = ("import sys; from engine import model_shape, memory_estimate, config as C; "
+    code = ("import sys; from engine.preflight import shape as model_shape, memory as memory_estimate; "
+            "from engine import config as C; "
             f"s = model_shape.of({str(tiny_model_dir)!r}); "
             "print(s.total_params, ','.join(s.linear_names)); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
@@ -91,7 +92,7 @@ def test_damaged_weights_give_a_reason_not_a_crash_or_a_memory_blowup(tmp_path, 
     """The Method tab reads the weights' headers on every edit of the model field: a damaged file must not
     take the edit down (it once raised MemoryError, so a pasted model path was never stored)."""
     import shutil
-    from engine import method_info
+    from engine.preflight import method_table as method_info
     d = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, d)
     (d / "model.safetensors").write_bytes(weights)

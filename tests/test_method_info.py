@@ -8,7 +8,8 @@ import sys
 
 from conftest import REPO
 from engine import config as C
-from engine import method_config, method_info
+from engine.config import method as method_config
+from engine.preflight import method_table as method_info
 
 
 def with_(cfg: C.RunConfig, **keys) -> C.RunConfig:
@@ -37,7 +38,7 @@ def test_only_the_chosen_methods_fields_show():
 
 
 def test_method_tab_shows_real_modules_table_and_estimate_without_torch(tiny_model_dir):
-    code = ("import sys; from engine import method_info, config as C; "
+    code = ("import sys; from engine.preflight import method_table as method_info; from engine import config as C; "
             f"cfg = C.replace(C.RunConfig(), 'model.name_or_path', {str(tiny_model_dir)!r}); "
             "print(method_info.target_choices(cfg)); print(len(method_info.params_table(cfg))); "
             "print(method_info.estimate_markdown(cfg)); "

@@ -59,8 +59,9 @@ def sections_for(name: str) -> dict:
 @pytest.mark.parametrize("name", list(METHODS))
 def test_method_trains_and_loads_back_for_chat(name, make_config, tiny_model_dir):
     from engine import config as C
-    from engine import memory_estimate, model_shape
-    from engine.generate import answer, load_run
+    from engine.preflight import memory as memory_estimate
+    from engine.preflight import shape as model_shape
+    from engine.chat.generate import answer, load_run
 
     sections = sections_for(name)
     model_section = sections.pop("model", None)  # make_config fixes the model path; add the rest after
@@ -89,7 +90,7 @@ def test_bottleneck_adapter_resumes_and_changes_the_model(make_config, tiny_mode
     import torch
     import yaml
 
-    from engine.generate import load_run
+    from engine.chat.generate import load_run
     sections = sections_for("bottleneck")
     sections["train"].update(max_steps=3, save_steps=3)
     cfg_path = make_config(**sections)

@@ -17,9 +17,9 @@ import sys
 import pytest
 
 from engine import config as C
-from engine.events import read_all
-from engine.failures import explain
-from engine.runs import summarize
+from engine.runs.events import read_all
+from engine.runs.failures import explain
+from engine.runs.store import summarize
 from tests.conftest import REPO, run_worker
 
 

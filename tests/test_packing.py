@@ -3,8 +3,8 @@ examples never see each other."""
 import torch
 from transformers import AutoModelForCausalLM
 
-from engine import batching
-from engine.loss import trained_positions_loss
+from engine.train import collate as batching
+from engine.train.loss import trained_positions_loss
 
 
 def rows(n=4, seed=0):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from engine import config as C
-from engine import launcher
-from engine.runs import list_runs, run_path
+from engine.runs import launcher
+from engine.runs.store import list_runs, run_path
 from tests.conftest import REPO
 
 
@@ -147,7 +147,7 @@ def _model_with_code(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
 
 
 def test_a_models_own_code_does_not_run_unless_trust_remote_code_is_ticked(tmp_path, tiny_model_dir):
-    from engine.models import ModelLoadError, load_model
+    from engine.modeling.load import ModelLoadError, load_model
     folder, marker = _model_with_code(tmp_path, tiny_model_dir)
     cfg = C.replace(C.RunConfig(), "model.name_or_path", str(folder))
     with pytest.raises(ModelLoadError) as e:
@@ -160,7 +160,7 @@ def test_pickle_only_weights_are_refused_with_a_clear_message(tmp_path, tiny_mod
     """A model folder with only pytorch_model.bin: refused at Start and by the loader; safetensors load."""
     import torch
     from safetensors.torch import load_file
-    from engine.models import ModelLoadError, load_model
+    from engine.modeling.load import ModelLoadError, load_model
     d = tmp_path / "bin-only"
     d.mkdir()
     for f in tiny_model_dir.iterdir():

@@ -23,7 +23,7 @@ METRICS = {"dpo": "rewards/margins", "simpo": "rewards/margins", "orpo": "reward
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_stage_trains_and_loads_back(stage, make_config):
-    from engine.generate import answer, load_run
+    from engine.chat.generate import answer, load_run
     data, method = STAGES[stage]
     cfg_path = make_config(data=data, method={"stage": stage, "finetuning": "lora", **method},
                            train={"max_steps": 5, "save_steps": 100, "batch_size": 4})

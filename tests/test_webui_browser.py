@@ -97,7 +97,7 @@ def app(tmp_path, models_dir) -> Iterator[App]:
     a = App(saves, models_dir).start()
     yield a
     a.stop()
-    from engine import launcher
+    from engine.runs import launcher
     for run in saves.iterdir():  # never leave a worker behind
         if run.is_dir():
             launcher.stop(run, grace_s=5, wait=True)
@@ -359,7 +359,7 @@ def test_switching_method_shows_only_the_settings_that_apply(app, page):
 def finished_run(saves: Path, name: str, losses: list[float]) -> None:
     """A run folder as the worker leaves it, written with the worker's own event writer."""
     from engine import config as C
-    from engine.events import EventWriter
+    from engine.runs.events import EventWriter
     run = saves / name
     run.mkdir(parents=True)
     C.save(C.replace(C.replace(C.RunConfig(), "output.run_name", name), "method.lora.rank", 4 * len(name)),

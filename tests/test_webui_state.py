@@ -104,7 +104,7 @@ def test_start_refuses_a_bad_config_and_writes_nothing(tmp_path):
 
 def test_start_refuses_data_with_bad_rows_naming_the_row_and_writes_nothing(tmp_path):
     """The UI's Start runs the same row check as the CLI: a file that would fail the worker gets no run folder."""
-    from engine import launcher
+    from engine.runs import launcher
     data = tmp_path / "qa.jsonl"
     data.write_text('{"instruction": "Who are you?", "output": "Wren."}\n'
                     '{"instruction": "Name?"}\n'

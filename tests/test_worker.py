@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from engine.events import EventReader, read_all
-from engine.runs import checkpoints, summarize
+from engine.runs.events import EventReader, read_all
+from engine.runs.store import checkpoints, summarize
 from tests.conftest import REPO, run_worker
 
 
@@ -41,7 +41,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_output(make_config, metho
     run_dir = cfg.parent
     folder = run_dir / ("adapter" if method == "lora" else "model")
     assert (folder / "whetstone_config.yaml").is_file() and (folder / "chat_template.jinja").is_file()
-    from engine.generate import answer, load_run
+    from engine.chat.generate import answer, load_run
     model, tok = load_run(run_dir)
     assert isinstance(answer(model, tok, [{"role": "user", "content": "hi"}], max_new_tokens=4), str)
     if method == "lora":

@@ -75,7 +75,7 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
         fig.add_trace(go.Scatter(x=series.train_steps, y=smooth(raw), name="smoothed", mode="lines",
                                  line=dict(color=COLORS[0], width=2.5)))
     if series is not None and series.eval_steps:
-        fig.add_trace(go.Scatter(x=series.eval_steps, y=series.eval_loss, name="eval loss", mode="lines+markers",
+        fig.add_trace(go.Scatter(x=series.eval_steps, y=series.eval_losses, name="eval loss", mode="lines+markers",
                                  line=dict(color="#f97316", width=2, dash="dot"), marker=dict(size=7)))
     for i, (other, s) in enumerate(overlays):
         if not s.has("loss"):

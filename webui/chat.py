@@ -15,9 +15,9 @@ from typing import Optional
 
 import gradio as gr
 
-from engine.chat_client import ChatClient, ChatError
-from engine.chat_source import ChatSource, GenerationParams
-from engine.model_names import DEFAULT_MODEL, model_list
+from engine.runs.chat_client import ChatClient, ChatError
+from engine.config.chat import ChatSource, GenerationParams
+from engine.preflight.model_list import DEFAULT_MODEL, model_list
 from webui import evaluate_panel, fields, run_choices
 from webui import state as S
 

@@ -21,7 +21,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from engine import config as C
-from engine import dataset_names
+from engine.data import names as dataset_names
 from engine.data import preview
 from engine.data.files import SUFFIXES, DataError
 

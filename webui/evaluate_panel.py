@@ -9,8 +9,8 @@ from typing import Optional
 
 import gradio as gr
 
-from engine import eval_client
-from engine.paths import DATA_DIR
+from engine.runs import eval_client
+from engine.runs.paths import DATA_DIR
 from webui import run_choices
 from webui import state as S
 
@@ -75,12 +75,12 @@ def build(state: gr.State) -> None:
         if not out:
             return gr.update(), gr.update(active=False), gr.update()
         p = eval_client.progress(Path(out))
-        if p["status"] == "finished":
+        if p.status == "finished":
             res = eval_client.results(Path(out))
             return summary_markdown(res, Path(out)), gr.update(active=False), table_rows(res)
-        if p["status"] == "failed":
-            return f"**Evaluation failed:** {html.escape(p['reason'])}", gr.update(active=False), gr.update()
-        return f"Evaluating… {100 * p['progress']:.0f}%", gr.update(), gr.update()
+        if p.status == "failed":
+            return f"**Evaluation failed:** {html.escape(p.error)}", gr.update(active=False), gr.update()
+        return f"Evaluating… {100 * p.progress:.0f}%", gr.update(), gr.update()
 
     def on_run(run_dir):
         past = eval_client.past_evals(run_dir) if run_dir else []

@@ -10,8 +10,8 @@ from typing import Optional
 
 import gradio as gr
 
-from engine.export_client import ExportJob, start_export
-from engine.export_config import ExportConfig, ExportConfigError
+from engine.runs.export_client import ExportJob, start_export
+from engine.config.export import ExportConfig, ExportConfigError
 from webui import fields, run_choices
 from webui import state as S
 

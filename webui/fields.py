@@ -13,7 +13,9 @@ from typing import Any, Optional, Union
 import gradio as gr
 
 from engine import config as C
-from engine import dataset_names, method_config, model_names
+from engine.config import method as method_config
+from engine.data import names as dataset_names
+from engine.preflight import model_list as model_names
 
 # (minimum, maximum, step) of the fields shown as sliders; the config itself allows wider values.
 SLIDERS: dict[str, tuple[float, float, float]] = {
@@ -109,7 +111,7 @@ def widget(key: str, value: Any) -> gr.components.Component:
     if key == "model.name_or_path":
         return gr.Dropdown(choices=model_names.model_list(), value=shown, allow_custom_value=True, **common)
     if key == "method.stage":
-        return gr.Dropdown(choices=list(C.IMPLEMENTED_STAGES), value=shown, **common)
+        return gr.Dropdown(choices=list(method_config.IMPLEMENTED_STAGES), value=shown, **common)
     if key == "model.quantization":
         return gr.Radio(choices=[(QUANT_LABELS[c], c) for c in C.choices(tp)], value=shown, **common)
     opts = C.choices(tp)

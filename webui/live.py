@@ -1,8 +1,9 @@
 """Following a run while it trains: new events only, kept as compact in-memory series.
 
 A `RunFollower` belongs to one browser session. Each tick it reads only the lines appended to
-events.jsonl since its last byte offset (engine.events.EventReader) and appends their numbers to a
-`RunSeries`; the charts are rebuilt from those short lists, never by re-parsing the file.
+events.jsonl since its last byte offset (engine.runs.events.EventReader) and folds them into a
+`RunSeries` (the run's state plus its numbers); the charts are rebuilt from those short lists, never by
+re-parsing the file.
 """
 from __future__ import annotations
 
@@ -11,89 +12,54 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from engine.events import EVENTS_FILE, EventReader
+from engine.runs.events import EVENTS_FILE, EventReader
+from engine.runs.metrics import METRICS, split_rank
+from engine.runs.progress import Progress
 
-TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "rss_gib", "vram_alloc_gib", "vram_reserved_gib")
-ENDED = ("finished", "stopped", "failed")
 LOG_TAIL_BYTES = 8192
 
 
 @dataclass
-class RunSeries:
-    """The numbers of one run, in the order they were logged."""
+class RunSeries(Progress):
+    """A run's state (the one fold, engine.runs.progress) plus the numbers of its train and eval events in
+    the order they were logged: one column per metric of engine.runs.metrics, per-rank columns included."""
     train_steps: list[int] = field(default_factory=list)
     train_t: list[float] = field(default_factory=list)
-    metrics: dict[str, list[Optional[float]]] = field(default_factory=lambda: {m: [] for m in TRAIN_METRICS})
+    metrics: dict[str, list[Optional[float]]] = field(default_factory=lambda: {m.name: [] for m in METRICS})
     eval_steps: list[int] = field(default_factory=list)
-    eval_loss: list[Optional[float]] = field(default_factory=list)
-    status: str = "unknown"
-    total_steps: Optional[int] = None
-    step: int = 0
-    first_t: Optional[float] = None
-    last_t: Optional[float] = None
-    attempt_t: Optional[float] = None  # when the latest (re)start began: elapsed and ETA count from here
-    attempt_step: int = 0
-    detail: str = ""  # what a status event said about itself: "loading tokenizer and model", a stop reason
-    error: str = ""
-    traceback: str = ""
+    eval_losses: list[Optional[float]] = field(default_factory=list)
 
-    def add(self, events: list[dict]) -> None:
+    def add(self, events: list[dict]) -> "RunSeries":
+        super().add(events)
         for e in events:
-            t = e.get("t")
-            if isinstance(t, (int, float)):
-                self.first_t = t if self.first_t is None else self.first_t
-                self.last_t = t
-            step = e.get("step")
-            if isinstance(step, int):
-                self.step = max(self.step, step)
             kind = e.get("kind")
             if kind == "train":
-                self.train_steps.append(int(step or 0))
-                self.train_t.append(float(t or 0.0))
-                for m in TRAIN_METRICS:
-                    v = e.get(m)
-                    self.metrics[m].append(float(v) if isinstance(v, (int, float)) else None)
-                self._add_other_ranks(e)
+                self._add_train(e)
             elif kind == "eval":
                 v = e.get("eval_loss")
-                self.eval_steps.append(int(step or 0))
-                self.eval_loss.append(float(v) if isinstance(v, (int, float)) else None)
-            elif kind == "status":
-                self.status = str(e.get("status", self.status))
-                what, reason = e.get("what"), e.get("reason")
-                self.detail = f"{self.status} {what}" if what else str(reason or "")
-                if e.get("total_steps"):
-                    self.total_steps = int(e["total_steps"])
-                if self.status in ("starting", "loading"):
-                    self.error, self.traceback = "", ""
-                    if self.status == "starting" or self.attempt_t is None:
-                        self.attempt_t, self.attempt_step = t, self.step
-            elif kind == "error":
-                self.error = str(e.get("message", ""))
-                self.traceback = str(e.get("traceback", "") or "")
+                self.eval_steps.append(int(e.get("step") or 0))
+                self.eval_losses.append(float(v) if isinstance(v, (int, float)) else None)
+        return self
 
-    @property
-    def ended(self) -> bool:
-        return self.status in ENDED
+    def _add_train(self, e: dict) -> None:
+        n = len(self.train_steps)
+        self.train_steps.append(int(e.get("step") or 0))
+        self.train_t.append(float(e.get("t") or 0.0))
+        for k in e:
+            name, rank = split_rank(k)
+            if rank and k not in self.metrics:  # another rank's reading, first seen now
+                self.metrics[k] = [None] * n
+        for k, col in self.metrics.items():
+            v = e.get(k)
+            col.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
 
     def has(self, metric: str) -> bool:
         return any(v is not None for v in self.metrics.get(metric, ()))
 
-    def _add_other_ranks(self, e: dict) -> None:
-        """Multi-process runs: rank r's memory arrives as e.g. `vram_alloc_gib_rank1` in rank 0's event."""
-        n = len(self.train_steps)
-        for k, v in e.items():
-            if "_gib_rank" in k and k not in self.metrics:
-                self.metrics[k] = [None] * (n - 1)
-        for k, col in self.metrics.items():
-            if "_gib_rank" in k:
-                v = e.get(k)
-                col.append(float(v) if isinstance(v, (int, float)) else None)
-
     def other_ranks(self, metric: str) -> list[str]:
-        """The per-rank columns of one memory metric, rank 1 first."""
-        keys = [k for k in self.metrics if k.startswith(metric + "_rank")]
-        return sorted(keys, key=lambda k: int(k.rsplit("rank", 1)[1]))
+        """The per-rank columns of one metric, rank 1 first."""
+        keys = [k for k in self.metrics if split_rank(k) != (k, 0) and split_rank(k)[0] == metric]
+        return sorted(keys, key=lambda k: split_rank(k)[1])
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The Method tab's read-outs for the chosen model: trainable parameters and inference cost of every
 method (a small table), the model's real module names for LoRA / IA3 targets, and the memory estimate
 with its warning. Also used by the Hyperparameters tab (the estimate). Values come from
-engine.method_info, which reads the model's files without torch."""
+engine.preflight.method_table, which reads the model's files without torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine import config as C
-from engine import method_info
+from engine.preflight import method_table as method_info
 
 
 @dataclass

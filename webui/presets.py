@@ -9,7 +9,7 @@ from typing import Any, Optional
 import yaml
 
 from engine import config as C
-from engine.paths import PRESETS_DIR, REPO
+from engine.runs.paths import PRESETS_DIR, REPO
 
 # Fields that describe where this app keeps runs rather than the training itself.
 LOCAL_FIELDS = ("output.run_name",)

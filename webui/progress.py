@@ -6,7 +6,6 @@ import html
 import time
 from typing import Optional
 
-from engine import runs
 from webui.live import RunSeries
 
 STATUS_COLORS = {
@@ -42,13 +41,10 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
         return ("<div class='ws-progress'><span class='ws-muted'>No run selected. Set things up in the tabs, "
                 "then press <b>Start</b>; or pick a past run below.</span></div>")
     now = time.time() if now is None else now
-    status = series.status
-    if status in ("starting", "loading", "running", "checkpoint") and not alive and series.last_t is not None \
-            and now - series.last_t > 5:
-        status = "failed" if not series.error else status  # the worker vanished without an end event
-    stalled = runs.is_stalled(status, alive, series.last_t, now)
-    if stalled:
-        status = "stalled"
+    # A worker gone without an end event is failed; one silent for too long, stalled (5 s of grace: a
+    # just-started worker may not have written its worker file yet).
+    status, why = series.verdict(alive, now, grace_s=5.0)
+    stalled = status == "stalled"
     color = STATUS_COLORS.get(status, "#6b7280")
     total = series.total_steps
     pct = min(100.0, 100.0 * series.step / total) if total else 0.0
@@ -70,7 +66,7 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
     if loss is not None:
         parts.append(f"<span>loss {loss:.4f}</span>")
     if stalled:
-        parts.append(f"<span class='ws-stalled'>{html.escape(runs.STALLED_REASON.format(s=now - series.last_t))}</span>")
+        parts.append(f"<span class='ws-stalled'>{html.escape(why)}</span>")
     elif series.detail and not series.error:
         parts.append(f"<span class='ws-muted'>{html.escape(series.detail)}</span>")
     return (f"<div class='ws-progress' data-status='{html.escape(status)}' data-step='{series.step}'>"

@@ -6,8 +6,7 @@ from typing import Optional
 
 import gradio as gr
 
-from engine.chat_source import weights_dir
-from engine.runs import checkpoints, list_runs
+from engine.runs.store import checkpoints, list_runs, weights_dir
 
 FINAL = "final"
 

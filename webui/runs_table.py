@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from engine import runs
+from engine.runs import store as runs
 from webui.live import RunSeries
 
 HEADERS = ["run", "model", "method", "status", "step", "final loss", "started"]

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from engine import config as C
-from engine import launcher
-from engine.paths import PRESETS_DIR, saves_dir
+from engine.runs import launcher
+from engine.runs.paths import PRESETS_DIR, saves_dir
 
 DEFAULT_PRESET = "quickstart"
 

@@ -12,7 +12,9 @@ from typing import Any, Optional
 import gradio as gr
 
 from engine import config as C
-from engine import launcher, runs
+from engine.runs import launcher
+from engine.runs import store as runs
+from engine.runs.processes import worker_alive
 from webui import charts, fields, presets, progress, runs_table
 from webui import state as S
 from webui.form import ConfigForm, ConfigViews
@@ -107,7 +109,7 @@ def status_updates(p: TrainPanel, watch: Watch) -> dict:
     cur = watch.current
     if cur is None:
         return {p.progress: progress.progress_html(None, None), p.failure: ""}
-    alive = runs.worker_alive(cur.run_dir)
+    alive = worker_alive(cur.run_dir)
     s = cur.series
     if not alive and not s.ended and not s.error and (s.last_t is None or s.status != "unknown"):
         summary = runs.summarize(cur.run_dir)  # the worker is gone without an end event: say why, once

@@ -1,8 +1,10 @@
-"""Data: reading dataset files, detecting their format, chat templates, tokenising with loss masks.
+"""Data (light: stdlib, yaml, the `tokenizers` library and jinja2; `datasets` only to read a hub id):
+turning dataset files into the examples a run trains on, and showing them before it starts.
 
-Heavy package (uses `datasets` and a tokenizer). Modules:
-- formats: read rows from files / folders / hub ids, detect the format, convert to messages.
-- templates: the tokenizer's own chat template or a built-in one.
-- encode: messages -> input_ids + labels with prompt tokens masked (-100).
-- pipeline: the datasets of a run config -> train / validation examples, with a report.
+names (which datasets exist and what a name points to), files (reading .json/.jsonl/.csv/.parquet into
+rows), formats (detecting alpaca / sharegpt / messages / preference / text and converting each row),
+sources (a name -> its rows and format), checks (every row checked before training), templates (chat
+templates), encode (messages -> token ids with prompt tokens masked), pipeline (a run's datasets ->
+train / validation examples, with a report), pairs (preference pairs for the trl stages), preview (what
+the Dataset tab shows) and light_tokenizer (a tokenizer for the UI process, without transformers).
 """

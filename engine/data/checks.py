@@ -1,13 +1,14 @@
 """Every row of a dataset checked and tokenised, before training: what the pipeline trains on and what
-the Dataset tab shows come from this one pass.
+the Dataset tab shows come from this one pass, and the check Start runs before a run folder is made.
 
-Light module: it takes any tokenizer with the calls data.encode uses (the worker's transformers
+Light: it takes any tokenizer with the calls data.encode uses (the worker's transformers
 tokenizer, or data.light_tokenizer in the UI process).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.config.method import PAIR_STAGES
 from engine.data import encode, formats
 from engine.data.files import DataError, SourceRow, where
 from engine.data import sources
@@ -86,6 +87,13 @@ class Counts:
                 self.over_cutoff += 1
         return self
 
+    def merge(self, other: "Counts") -> "Counts":
+        """Add another pass's counts (another dataset of the same run) to these."""
+        for f in ("rows", "empty", "missing", "invalid", "ended_on_user", "over_cutoff"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.problems += other.problems
+        return self
+
     @property
     def bad(self) -> int:
         return self.empty + self.missing + self.invalid
@@ -112,9 +120,9 @@ def stage_error(loaded: Loaded, stage: str) -> DataError | None:
     """A dataset whose format the training stage cannot use."""
     if loaded.spec.format == "preference" and stage in ("sft", "pt"):
         return DataError(f"{loaded.source}: holds preference pairs (prompt / chosen / rejected), which train the "
-                         f"preference stages (dpo, orpo, simpo, rm), not {stage}; pick a conversation dataset, or "
-                         "set data.format if the format was misdetected")
-    if loaded.spec.format != "preference" and stage in ("dpo", "orpo", "simpo", "rm"):
+                         f"preference stages (dpo, orpo, simpo, kto, rm), not {stage}; pick a conversation dataset, "
+                         "or set data.format if the format was misdetected")
+    if loaded.spec.format != "preference" and stage in PAIR_STAGES:
         return DataError(f"{loaded.source}: is {loaded.spec.format}, but the {stage} stage trains on preference "
                          "pairs (prompt / chosen / rejected)")
     return None

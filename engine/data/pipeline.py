@@ -16,25 +16,30 @@ from engine.data.files import DataError
 
 
 @dataclass
-class DataReport:
-    rows: int = 0
+class DataReport(checks.Counts):
+    """A run's data: what the checks found in every dataset (checks.Counts), then what was kept,
+    truncated or dropped, and the train / validation split. Written as the worker's `data` event."""
     kept: int = 0
     truncated: int = 0
     dropped_long: int = 0
     dropped_bad: int = 0
     dropped_no_target: int = 0
-    empty: int = 0
-    missing: int = 0
-    invalid: int = 0
-    ended_on_user: int = 0
     train: int = 0
     val: int = 0
     formats: dict[str, str] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def as_event(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in ([], {}, None)}
+
+
+def split(examples: list, val_size: float, seed: int) -> tuple[list, list]:
+    """(train, validation): a val_size share held out at random (at least one row, never all), each part
+    kept in file order (the trainer shuffles every epoch)."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, min(int(round(len(examples) * val_size)), len(examples) - 1)) if val_size > 0 else 0
+    return [examples[i] for i in sorted(order[n_val:])], [examples[i] for i in sorted(order[:n_val])]
 
 
 def _collect(cfg: RunConfig, names: list[str], tokenizer, report: DataReport, role: str) -> list[dict]:
@@ -49,15 +54,9 @@ def _collect(cfg: RunConfig, names: list[str], tokenizer, report: DataReport, ro
         report.notes += [f"{loaded.source}: {n}" for n in loaded.notes]
         items = checks.examine(loaded, tokenizer, d.cutoff_len, d.max_samples)
         counts = checks.Counts().add(items, d.cutoff_len)
-        report.rows += counts.rows
-        report.empty += counts.empty
-        report.missing += counts.missing
-        report.invalid += counts.invalid
-        report.ended_on_user += counts.ended_on_user
-        if counts.bad:
-            if d.on_bad_rows == "fail":
-                raise checks.bad_rows_error(counts, loaded.source, role)
-            report.problems += counts.problems
+        report.merge(counts)
+        if counts.bad and d.on_bad_rows == "fail":
+            raise checks.bad_rows_error(counts, loaded.source, role)
         for it in items:
             if it.problem:
                 report.dropped_bad += 1
@@ -93,14 +92,7 @@ def build(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict], DataReport
             raise DataError("data.eval_datasets: no usable eval rows; check the eval files")
         report.train, report.val = len(examples), len(held_out)
         return examples, held_out, report
-    rng = random.Random(cfg.train.seed)
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    n_val = 0
-    if cfg.data.val_size > 0:
-        n_val = max(1, min(int(round(len(examples) * cfg.data.val_size)), len(examples) - 1))
-    val = [examples[i] for i in sorted(order[:n_val])]
-    train = [examples[i] for i in sorted(order[n_val:])]  # file order (the trainer shuffles each epoch)
+    train, val = split(examples, cfg.data.val_size, cfg.train.seed)
     report.train, report.val = len(train), len(val)
     return train, val, report
 

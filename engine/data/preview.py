@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from engine import model_names
 from engine.config import RunConfig
 from engine.data import checks, encode, formats, light_tokenizer, sources, templates
+from engine.data import names as dataset_names
 from engine.data.files import DataError
+from engine.preflight import model_list
 
 PREVIEW_ROWS = 5000  # rows tokenised for the histogram (all rows are checked for problems)
 
@@ -58,7 +59,7 @@ class Inspection:
 
 def tokenizer_dir(name_or_path: str) -> Path | None:
     """Where the model's tokenizer files are on this machine, without loading the model."""
-    return model_names.local_dir(name_or_path, "tokenizer.json")
+    return model_list.local_dir(name_or_path, "tokenizer.json")
 
 
 def tokenizer_for(cfg: RunConfig) -> tuple[light_tokenizer.LightTokenizer | None, str]:
@@ -85,7 +86,6 @@ def _stamp(name: str) -> float:
     try:
         return p.stat().st_mtime
     except OSError:
-        from engine import dataset_names
         b = dataset_names.bundled(include_eval=True).get(name)
         return b.stat().st_mtime if b else 0.0
 

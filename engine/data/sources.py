@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import dataset_names
 from engine.data import files, formats
+from engine.data import names as dataset_names
 from engine.data.files import DataError, SourceRow
 
 INFO_FILE = dataset_names.INFO_FILE

@@ -97,16 +97,6 @@ def stop_strings(tokenizer) -> list[str]:
     return [s for s in out if s]
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """Token ids chat generation must stop on: each stop string that is a single token in this vocabulary."""
-    ids = []
-    for s in stop_strings(tokenizer):
-        piece = tokenizer(s, add_special_tokens=False)["input_ids"]
-        if len(piece) == 1 and piece[0] not in ids:
-            ids.append(piece[0])
-    return ids
-
-
 def stop_problem(tokenizer) -> str | None:
     """Why chat would not stop where training taught the model to, or None: a template's stop text that
     this tokenizer splits into several tokens cannot be a generation stop token."""

@@ -1,0 +1,105 @@
+"""The export job's typed settings: which run, what to write, where. Light (stdlib + yaml).
+
+The UI and `python app.py export` both write one of these to YAML and start
+`python -m engine.export --config <file>`; nothing else is passed to the worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from engine.config.schema import build_typed
+from engine.runs.atomic import write_text
+from engine.runs.paths import unusable_path
+
+ExportKind = Literal["merged", "adapter"]
+ExportDType = Literal["fp16", "bf16", "fp32"]
+GGUFType = Literal["f16", "q8_0"]
+
+SHARD_RE = re.compile(r"^\s*(\d+(\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)\s*$", re.I)
+EVENTS_SUFFIX = ".events.jsonl"
+
+
+@dataclass
+class ExportConfig:
+    run_dir: str = ""
+    """The training run to export (a folder in saves/)."""
+    checkpoint: str = ""
+    """'' = the run's final adapter or model; else a checkpoint name such as 'checkpoint-20'."""
+    kind: ExportKind = "merged"
+    """merged: adapter merged into the base, a standalone model folder; adapter: the LoRA adapter only."""
+    out_dir: str = ""
+    """Where to write; '' = <run>/merged (or <run>/adapter-export). Written to a temp folder, renamed at the end."""
+    dtype: ExportDType = "fp16"
+    """Weight precision of a merged export: fp16 (widest support: llama.cpp, Ollama, older GPUs), bf16, fp32."""
+    max_shard_size: str = "2GB"
+    """Largest safetensors file; bigger models are split into numbered shards with an index."""
+    gguf: list[GGUFType] = field(default_factory=list)
+    """Also write GGUF files (llama-architecture models): f16 and/or q8_0."""
+    verify_prompts: int = 3
+    """Prompts on which the merged logits are compared with base + adapter before success."""
+    overwrite: bool = False
+    """Replace an existing export at out_dir (the old one stays until the new one is complete)."""
+
+    def output_path(self) -> Path:
+        if self.out_dir:
+            return Path(self.out_dir).expanduser().resolve()
+        return Path(self.run_dir).resolve() / ("merged" if self.kind == "merged" else "adapter-export")
+
+    def events_path(self) -> Path:
+        out = self.output_path()
+        return out.parent / f".{out.name}{EVENTS_SUFFIX}"
+
+    def problems(self) -> list[str]:
+        _, p = build_typed(ExportConfig, dataclasses.asdict(self))  # wrong types and choices, each named
+        if p:
+            return p
+        bad = {k: unusable_path(getattr(self, k)) for k in ("run_dir", "out_dir")}
+        p += [f"{k}: {why}" for k, why in bad.items() if why]
+        if not self.run_dir:
+            p.append("run_dir: pick a run to export")
+        elif not bad["run_dir"] and not (Path(self.run_dir) / "config.yaml").is_file():
+            p.append(f"run_dir: {self.run_dir!r} is not a run folder (no config.yaml)")
+        if not SHARD_RE.match(self.max_shard_size):
+            p.append(f"max_shard_size: {self.max_shard_size!r} should look like 500MB or 2GB")
+        if self.gguf and self.kind != "merged":
+            p.append("gguf: GGUF files are written from a merged model; set kind to merged")
+        if not 1 <= self.verify_prompts <= 20:
+            p.append(f"verify_prompts: {self.verify_prompts!r} must be a whole number from 1 to 20")
+        if self.run_dir and not any(bad.values()) and not self.overwrite and self.output_path().exists():
+            p.append(f"out_dir: {self.output_path()} already exists; tick overwrite or choose another folder")
+        return p
+
+
+class ExportConfigError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("Invalid export:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def from_dict(d: dict, check: bool = True) -> ExportConfig:
+    cfg, problems = build_typed(ExportConfig, d)  # unknown keys and wrong types, each named
+    if check and not problems:
+        problems = cfg.problems()
+    if problems:
+        raise ExportConfigError(problems)
+    return cfg
+
+
+def save(cfg: ExportConfig, path: str | Path) -> Path:
+    return write_text(Path(path), yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def load(path: str | Path, check: bool = True) -> ExportConfig:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExportConfigError([f"config: cannot read {path}: {e}"]) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ExportConfigError([f"config: {path} is not valid YAML: {str(e)[:300]}"]) from None
+    return from_dict(data or {}, check=check)

@@ -1,0 +1,386 @@
+"""The run config (DESIGN.md contract 1): its sections (model, data, method, train, output,
+distributed), loading and saving YAML, --set overrides, and the checks that span several fields.
+
+Light: stdlib + yaml only, so the UI can import it without pulling in torch.
+
+Every field is a dataclass field with a type, a default and one help text (``metadata["help"]``).
+Choices are ``Literal`` types. ``from_dict`` collects every problem (unknown keys, wrong types,
+values out of range, missing files) and raises one ``ConfigError`` naming each field. The config
+round-trips to YAML with a ``schema_version``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from engine.config import schema
+from engine.config.method import MethodConfig, method_problems
+from engine.config.schema import F, N, build_section, show, type_name
+from engine.runs.atomic import write_text
+
+SCHEMA_VERSION = 1
+
+Quantization = Literal["none", "8bit", "4bit"]
+DType = Literal["auto", "bf16", "fp16", "fp32"]
+Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw", "adafactor", "sgd"]
+OnLongRows = Literal["truncate", "drop", "fail"]
+Strategy = Literal["none", "ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
+Backend = Literal["auto", "nccl", "gloo"]
+OnBadRows = Literal["fail", "drop"]
+DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
+
+Packing = Literal["auto", "on", "off"]
+
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = F("smollm2-135m-instruct",
+                          "The model to tune: a name from the model list, a local folder, or a hub id "
+                          "(e.g. Qwen/Qwen2.5-0.5B-Instruct; downloads need internet).")
+    quantization: Quantization = F("none",
+                                   "Load the frozen base weights quantised with bitsandbytes: 'none' keeps "
+                                   "them at dtype; '8bit' halves their memory; '4bit' (NF4, double-quantised) "
+                                   "quarters it. QLoRA sets 4bit itself.")
+    dtype: DType = F("auto",
+                     "Precision of weights and compute. 'auto' = bf16 on a GPU that supports it, fp16 on older "
+                     "GPUs, fp32 weights with bf16 compute on a CPU that multiplies bf16 natively, else fp32.")
+    trust_remote_code: bool = F(False,
+                                "Run Python code that ships with a hub model. Only tick this for models you trust: "
+                                "the code runs with your user's rights.")
+
+
+@dataclass
+class DataConfig:
+    datasets: list[str] = F(["identity"],
+                            "Datasets to mix: bundled names (see data/), local files (.json/.jsonl/.csv/.parquet) "
+                            "or folders, or hub ids.")
+    format: DataFormat = F("auto",
+                           "Dataset format. 'auto' detects it from the columns: alpaca (instruction/input/output), "
+                           "sharegpt (conversations of from/value), messages (OpenAI role/content), preference "
+                           "(prompt/chosen/rejected) or text (continued pre-training).")
+    columns: dict[str, str] = F({},
+                                "Map the format's column names to your file's, e.g. {instruction: question, "
+                                "output: answer}. Empty = the standard names.")
+    eval_datasets: list[str] = F([],
+                                 "Separate datasets for eval loss (same kinds of names as datasets). When set, "
+                                 "val_size must be 0.")
+    template: str = F("auto",
+                      "Chat template. 'auto' = the tokenizer's own template; otherwise a built-in one "
+                      "(alpaca, chatml, llama3, qwen, mistral, gemma, phi) for base models without one.")
+    cutoff_len: int = F(1024, "Longest tokenised example, in tokens (prompt + response).", min=8, max=131072)
+    on_long_rows: OnLongRows = F("truncate",
+                                 "What to do with rows longer than cutoff_len: truncate them, drop them, or fail "
+                                 "the run before training.")
+    on_bad_rows: OnBadRows = F("fail",
+                               "What to do with empty rows and rows missing a needed field: fail before training "
+                               "(naming them), or drop them (counted in the data report).")
+    val_size: float = F(0.0, "Share of rows held out for eval loss (0 = none; e.g. 0.1 = 10%).", min=0.0, max=0.9)
+    max_samples: Optional[int] = F(None, "Use at most this many rows from each dataset (empty = all).", min=1)
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = F(2e-4, "Peak learning rate.", min_exclusive=0.0, max=1.0)
+    epochs: float = F(3.0, "Passes over the training data.", min_exclusive=0.0)
+    max_steps: Optional[int] = F(None, "Stop after this many optimizer steps (overrides epochs when set).", min=1)
+    batch_size: int = F(4, "Examples per device per forward pass.", min=1, max=4096)
+    grad_accum: int = F(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).",
+                        min=1, max=4096)
+    scheduler: Scheduler = F("cosine", "Learning-rate schedule after warm-up.")
+    optimizer: Optimizer = F("adamw",
+                             "adamw: AdamW with fp32 states (8 bytes per trainable weight); adamw_8bit: AdamW with "
+                             "8-bit states (bitsandbytes, 2 bytes per weight); paged_adamw_8bit / paged_adamw: the "
+                             "same with states paged to CPU memory on spikes (QLoRA's third part; CUDA only, on "
+                             "CPU they run unpaged); adafactor: factored states, least memory; sgd: no states.")
+    warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=0.5)
+    max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
+    weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
+    seed: int = F(42, "Random seed for data order and initialisation.", min=0)
+    logging_steps: int = F(1, "Write a train event every N optimizer steps.", min=1)
+    save_steps: int = F(50, "Save a resumable checkpoint every N optimizer steps.", min=1)
+    eval_steps: int = F(50, "Compute eval loss every N steps (when there is a validation split).", min=1)
+    save_total_limit: int = F(2, "Keep at most this many checkpoints (oldest deleted first).", min=1)
+    gradient_checkpointing: bool = F(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
+    packing: Packing = F("auto",
+                         "Padding-free packing: a batch's examples joined into one row, positions restarting per "
+                         "example, no attention across them; same loss as padded batches. 'auto' packs only where a "
+                         "variable-length attention kernel (flash-attention on CUDA) makes it pay: with plain SDPA "
+                         "one long masked row costs more attention than the padding it saves.")
+    trained_logits_only: bool = F(True,
+                                  "Project onto the vocabulary only at positions whose next token is trained: prompt "
+                                  "and padding logits are never materialised. Same loss, less memory and time.")
+
+
+@dataclass
+class OutputConfig:
+    run_name: str = F("", "Run folder name under saves_dir (letters, digits, . _ -). Empty = generated.")
+    saves_dir: str = F("saves", "Folder that holds one sub-folder per run.")
+
+
+@dataclass
+class DistributedConfig:
+    nproc_per_node: int = F(1, "Training processes on each machine: one per GPU (on CPU, each process is a "
+                               "replica using the gloo backend).", min=1, max=64)
+    nnodes: int = F(1, "Machines taking part. More than 1 needs a cluster: see `python app.py launch-script`.",
+                    min=1, max=4096)
+    strategy: Strategy = F("none",
+                           "How the processes share the work. none: one process; ddp: every process holds the "
+                           "whole model and they average gradients (fastest when the model fits one GPU); fsdp: "
+                           "weights, gradients and optimizer state sharded across GPUs (PyTorch FSDP2); "
+                           "deepspeed_zero2: optimizer state and gradients sharded; deepspeed_zero3: weights "
+                           "sharded too (largest models; needs the deepspeed package).")
+    cpu_offload: bool = F(False, "Keep sharded optimizer state (and, for fsdp / zero3, weights) in CPU memory: "
+                                 "fits bigger models, trains slower. fsdp and deepspeed only.")
+    backend: Backend = F("auto", "Communication backend: auto = nccl on GPUs, gloo on CPU.")
+    master_addr: str = F("127.0.0.1", "Address of the machine with node_rank 0 (several machines only).")
+    master_port: int = F(29500, "Free TCP port on master_addr for the rendezvous (several machines only).",
+                         min=1024, max=65535)
+    node_rank: int = F(0, "This machine's index, 0 .. nnodes-1, when starting one machine by hand "
+                          "(the SLURM script sets it per node).", min=0)
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = N(ModelConfig, "Which model, and how it is loaded.")
+    data: DataConfig = N(DataConfig, "Which data, and how it is tokenised.")
+    method: MethodConfig = N(MethodConfig, "Stage and fine-tuning method.")
+    train: TrainConfig = N(TrainConfig, "Optimisation hyperparameters.")
+    output: OutputConfig = N(OutputConfig, "Where the run is saved.")
+    distributed: DistributedConfig = N(DistributedConfig, "Several GPUs or machines (torchrun / DeepSpeed).")
+
+
+SHARDED_STRATEGIES = ("fsdp", "deepspeed_zero2", "deepspeed_zero3")
+
+
+def world_size(cfg: RunConfig) -> int:
+    """Processes the distributed section asks for, over every machine."""
+    return cfg.distributed.nproc_per_node * cfg.distributed.nnodes
+
+
+def distributed_problems(cfg: RunConfig) -> list[str]:
+    """The distributed section against itself and the method (this machine is checked at launch)."""
+    d, p = cfg.distributed, []
+    world = world_size(cfg)
+    if world > 1 and d.strategy == "none":
+        p.append(f"distributed.strategy: 'none' runs one process, but {world} are asked for; pick ddp "
+                 "(each GPU holds the whole model), fsdp, deepspeed_zero2 or deepspeed_zero3 (they shard it)")
+    if d.node_rank >= d.nnodes:
+        p.append(f"distributed.node_rank: {d.node_rank} must be below distributed.nnodes ({d.nnodes})")
+    if d.cpu_offload and d.strategy not in SHARDED_STRATEGIES:
+        p.append(f"distributed.cpu_offload: only fsdp and deepspeed can offload to CPU, not {d.strategy!r}")
+    if quantization(cfg) != "none" and d.strategy in ("fsdp", "deepspeed_zero3"):
+        p.append(f"distributed.strategy: {d.strategy} shards the weights, which it cannot do with "
+                 "bitsandbytes-quantised ones here; use ddp or deepspeed_zero2 with qlora, or lora without "
+                 "quantization")
+    return p
+
+
+def quantization(cfg: RunConfig) -> str:
+    """The effective quantisation of the base weights: qlora implies 4bit."""
+    return "4bit" if cfg.method.finetuning == "qlora" else cfg.model.quantization
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, each naming its field."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("Invalid config:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+def iter_fields(cls: type = None, prefix: str = ""):
+    """Yield (dotted_key, type, default, metadata) for every leaf field, in declaration order."""
+    return schema.iter_fields(cls or RunConfig, prefix)
+
+
+def field_info(key: str) -> tuple[Any, Any, dict]:
+    """(type, default, metadata) of one dotted key."""
+    for k, tp, default, meta in iter_fields():
+        if k == key:
+            return tp, default, meta
+    raise KeyError(key)
+
+
+def migrate(data: dict) -> dict:
+    """Bring an older schema up to SCHEMA_VERSION (tolerant loading, peft style)."""
+    data = dict(data)
+    data.pop("schema_version", None)
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("packing"), bool):  # it was a plain on/off switch
+        data["train"] = {**train, "packing": "on" if train["packing"] else "off"}
+    return data
+
+
+def from_dict(data: Any, check_files: bool = True, root: Path | None = None) -> RunConfig:
+    """Build and validate a RunConfig; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: expected a mapping of sections, got {type(data).__name__}"])
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        problems.append(f"schema_version: {show(version)} is newer than this Whetstone understands "
+                        f"({SCHEMA_VERSION}); upgrade Whetstone")
+    cfg = build_section(RunConfig, migrate(data), "", problems)
+    problems += semantic_problems(cfg, check_files=check_files, root=root)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | None = None) -> list[str]:
+    """Problems that involve more than one field, or the file system."""
+    p: list[str] = []
+    if cfg.output.run_name and not RUN_NAME_RE.match(cfg.output.run_name):
+        p.append(f"output.run_name: {show(cfg.output.run_name)} may only hold letters, digits, '.', '_' and '-' "
+                 "(no slashes or '..'), starting with a letter or digit")
+    if cfg.output.run_name in (".", ".."):
+        p.append("output.run_name: may not be '.' or '..'")
+    if not cfg.output.saves_dir.strip():
+        p.append("output.saves_dir: must not be empty")
+    if not cfg.model.name_or_path.strip():
+        p.append("model.name_or_path: must not be empty; pick a model from the list")
+    if not cfg.data.datasets:
+        p.append("data.datasets: name at least one dataset")
+    from engine.data.formats import COLUMNS
+    known = sorted({c for cols in COLUMNS.values() for c in cols})
+    for k, v in cfg.data.columns.items():
+        if k not in known:
+            p.append(f"data.columns: {k!r} is not a column name any format uses; map one of {', '.join(known)} "
+                     "to your file's column (e.g. instruction: question)")
+        elif not str(v).strip():
+            p.append(f"data.columns: {k!r} maps to an empty column name; write {k}=<your column>")
+    if cfg.data.eval_datasets and cfg.data.val_size > 0:
+        p.append("data.val_size: set it to 0 when data.eval_datasets names separate eval data (or clear "
+                 "eval_datasets to hold out a share of the training rows)")
+    p += method_problems(cfg)
+    p += distributed_problems(cfg)
+    if check_files:
+        from engine.data import names  # resolves bundled names and checks local paths
+        for key in ("datasets", "eval_datasets"):
+            for i, d in enumerate(getattr(cfg.data, key)):
+                err = names.problem(d, root=root)
+                if err:
+                    p.append(f"data.{key}[{i}]: {err}")
+        from engine.preflight import model_list
+        err = model_list.problem(cfg.model.name_or_path)
+        if err:
+            p.append(f"model.name_or_path: {err}")
+    return p
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(cfg)}
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def from_yaml(text: str, check_files: bool = True) -> RunConfig:
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ConfigError([f"config: not valid YAML: {str(e)[:300] or 'nested too deeply'}"]) from None
+    return from_dict(data if data is not None else {}, check_files=check_files)
+
+
+def load(path: str | Path, overrides: list[str] = (), check_files: bool = True) -> RunConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"config: no file at {path}"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"config: cannot read {path}: {e}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ConfigError([f"config: {path} is not valid YAML: {str(e)[:300] or 'nested too deeply'}"]) from None
+    data = data if data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: {path} must hold a mapping of sections"])
+    data = apply_overrides(data, overrides)
+    return from_dict(data, check_files=check_files)
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    """Write atomically (temp file + rename) so a reader never sees half a config."""
+    write_text(Path(path), to_yaml(cfg))
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` strings (values parsed as YAML) to a plain dict."""
+    problems = []
+    data = _deepcopy(data)
+    for o in overrides:
+        if "=" not in o:
+            problems.append(f"--set {o!r}: expected dotted.key=value")
+            continue
+        key, raw = o.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def replace(cfg: RunConfig, key: str, value: Any) -> RunConfig:
+    """A new config with one dotted key changed (the UI's handlers use this; nothing is mutated)."""
+    section, _, rest = key.partition(".")
+    if not rest:
+        return dataclasses.replace(cfg, **{section: value})
+    return dataclasses.replace(cfg, **{section: _replace_in(getattr(cfg, section), rest, value)})
+
+
+def _replace_in(obj: Any, key: str, value: Any) -> Any:
+    head, _, rest = key.partition(".")
+    if not rest:
+        return dataclasses.replace(obj, **{head: value})
+    return dataclasses.replace(obj, **{head: _replace_in(getattr(obj, head), rest, value)})
+
+
+def get(cfg: RunConfig, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+def describe_fields() -> str:
+    """Every field with type, default and help: what `python app.py train --help` prints."""
+    lines = []
+    section = None
+    for key, tp, default, meta in iter_fields():
+        head = key.split(".")[0]
+        if head != section:
+            section = head
+            lines.append(f"\n[{head}]")
+        d = "empty" if default in (None, "") else default
+        lines.append(f"  {key}  ({type_name(tp)}, default: {d})")
+        lines.append(f"      {meta.get('help', '')}")
+    return "\n".join(lines)

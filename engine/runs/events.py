@@ -1,0 +1,98 @@
+"""Append-only JSONL events (DESIGN.md contract 4): the writer and the reader.
+
+One JSON object per line, flushed per line, with ``t`` (unix seconds), ``step`` and ``kind``
+(train, eval, status, error, ...) plus named metrics whose names carry their unit (the table in
+engine.runs.metrics). Readers follow the file from their last byte offset and never re-read it whole;
+engine.runs.progress folds what they read into a run's state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+EVENTS_FILE = "events.jsonl"
+
+# Status values written in `status` events, in the order a run goes through them.
+STATUSES = ("starting", "loading", "running", "checkpoint", "finished", "stopped", "failed")
+LIVE = ("starting", "loading", "running", "checkpoint")  # the worker is (or should be) at work
+TERMINAL = ("finished", "stopped", "failed")             # the worker's last word for this attempt
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # JSON has no NaN/inf; a null says "not a number" without breaking readers
+    return v
+
+
+class EventWriter:
+    """Writes one event per line and flushes it, so a reader sees every line whole."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, kind: str, step: int = 0, **fields: Any) -> dict:
+        event = {"t": round(time.time(), 3), "step": int(step), "kind": kind}
+        event.update({k: _clean(v) for k, v in fields.items()})
+        self._f.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self._f.flush()
+        try:
+            os.fsync(self._f.fileno())
+        except OSError:
+            pass
+        return event
+
+    def status(self, status: str, step: int = 0, **fields: Any) -> dict:
+        return self.write("status", step, status=status, **fields)
+
+    def error(self, message: str, step: int = 0, **fields: Any) -> dict:
+        """A failed run's last word: what went wrong and what to change."""
+        return self.write("error", step, message=message, **fields)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class EventReader:
+    """Follows an events file from its last byte offset; a half-written last line waits for the next read."""
+
+    def __init__(self, path: str | Path, offset: int = 0):
+        self.path = Path(path)
+        self.offset = offset
+
+    def read_new(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []  # no complete line yet
+        complete = chunk[: end + 1]
+        self.offset += len(complete)
+        out = []
+        for line in complete.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a corrupted line (e.g. disk full mid-write) never stops the reader
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+
+def read_all(path: str | Path) -> list[dict]:
+    """Every event of a finished run (used once per run, not per tick)."""
+    return EventReader(path).read_new()

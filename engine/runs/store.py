@@ -1,0 +1,128 @@
+"""Runs found in a saves folder: each run folder summarised from its events (found again after an app
+restart), its checkpoints, its final weights and config, and safe lookups of a run by name. Light.
+
+A run folder holds config.yaml, events.jsonl, stdout.log, worker.json (the pid of the worker while it
+lives), checkpoints/, and at the end adapter/ or model/.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from engine.runs.events import EVENTS_FILE, EventReader
+from engine.runs.processes import worker_alive
+from engine.runs.progress import Progress
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    model: str = ""
+    method: str = ""
+    stage: str = ""
+    status: str = "unknown"
+    step: int = 0
+    total_steps: Optional[int] = None
+    final_loss: Optional[float] = None
+    started: Optional[float] = None
+    updated: Optional[float] = None
+    reason: str = ""
+    alive: bool = False
+    checkpoints: list[str] = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)
+
+
+def checkpoints(run_dir: Path) -> list[str]:
+    """Complete checkpoints, oldest first (a temporary half-written one never counts)."""
+    d = Path(run_dir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.iterdir():
+        if p.is_dir() and p.name.startswith("checkpoint-") and p.name[11:].isdigit() and \
+                (p / "trainer_state.json").is_file():
+            found.append(p)
+    return [str(p) for p in sorted(found, key=lambda p: int(p.name[11:]))]
+
+
+def weights_dir(run_dir: str | Path, checkpoint: str = "") -> Optional[Path]:
+    """The folder holding a run's weights to chat with or export: adapter/, model/ or checkpoints/<name>/."""
+    run_dir = Path(run_dir)
+    if checkpoint:
+        p = run_dir / "checkpoints" / checkpoint
+        ok = (p / "adapter_config.json").is_file() or (p / "config.json").is_file()
+        return p if ok else None
+    for name in ("adapter", "model"):
+        p = run_dir / name
+        if p.is_dir():
+            return p
+    return None
+
+
+def run_config(run_dir: Path):
+    """The run's config as it trained: the copy saved with the final weights, else config.yaml."""
+    from engine import config as C
+    run_dir = Path(run_dir)
+    for p in (run_dir / "adapter" / "whetstone_config.yaml", run_dir / "model" / "whetstone_config.yaml",
+              run_dir / "config.yaml"):
+        if p.is_file():
+            return C.load(p, check_files=False)
+    raise FileNotFoundError(f"{run_dir} has no config.yaml")
+
+
+def summarize(run_dir: Path) -> Optional[RunSummary]:
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        return None
+    s = RunSummary(name=run_dir.name, path=run_dir)
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        s.model = str(cfg.get("model", {}).get("name_or_path", ""))
+        s.method = str(cfg.get("method", {}).get("finetuning", ""))
+        s.stage = str(cfg.get("method", {}).get("stage", ""))
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    events = run_dir / EVENTS_FILE
+    prog = s.progress.add(EventReader(events).read_new())
+    s.alive = worker_alive(run_dir)
+    s.status, s.reason = prog.verdict(s.alive, began=events.exists())
+    s.step, s.total_steps, s.final_loss = prog.step, prog.total_steps, prog.final_loss
+    s.started, s.updated = prog.first_t, prog.last_t
+    s.checkpoints = checkpoints(run_dir)
+    return s
+
+
+def inside(saves: Path, run_dir: Path) -> bool:
+    """A real folder directly inside saves/: not a symlink (to elsewhere), not reached through '..'."""
+    saves, run_dir = Path(saves), Path(run_dir)
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return False
+    try:
+        return run_dir.resolve().parent == saves.resolve()
+    except OSError:
+        return False
+
+
+def run_path(saves: Path, name: str) -> Path:
+    """saves/<name> for a run name that came from outside (a browser, the API); ValueError if it escapes."""
+    from engine.config import RUN_NAME_RE
+    if not isinstance(name, str) or not RUN_NAME_RE.match(name):
+        raise ValueError(f"{name!r} is not a run name (letters, digits, '.', '_' and '-')")
+    path = Path(saves) / name
+    if not inside(saves, path):
+        raise ValueError(f"{name!r} is not a run folder inside {saves}")
+    return path
+
+
+def list_runs(saves: Path) -> list[RunSummary]:
+    """Every run in saves/, newest first. Symlinks are ignored: a run folder is a real folder in saves/."""
+    saves = Path(saves)
+    if not saves.is_dir():
+        return []
+    out = [s for d in saves.iterdir() if not d.name.startswith(".") and inside(saves, d) and (s := summarize(d))]
+    return sorted(out, key=lambda s: s.started or 0, reverse=True)

@@ -1,0 +1,178 @@
+"""The training worker, top to bottom: `python -m engine.train --config saves/<run>/config.yaml`.
+
+Top to bottom: read the config -> take the run's lock -> load tokenizer and model -> build the data
+-> apply the method (LoRA / QLoRA / freeze / full) -> train with the Hugging Face Trainer, resuming
+from the run's last checkpoint if there is one -> save the adapter (or model) with the resolved
+config beside it. Every step is reported in saves/<run>/events.jsonl; SIGTERM / SIGINT saves a
+checkpoint and exits cleanly; any failure ends with an error event in plain words.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from engine import config as C
+from engine.runs.events import EVENTS_FILE, EventWriter
+from engine.runs.failures import explain
+from engine.runs.processes import WORKER_FILE, proc_start_time, write_worker_file
+from engine.runs.store import checkpoints
+from engine.train import ranks as distributed
+
+
+class RunLocked(RuntimeError):
+    pass
+
+
+def take_lock(run_dir: Path):
+    """One worker per run folder, ever: a second one exits at once."""
+    f = open(run_dir / ".worker.lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunLocked(f"Another worker is already training {run_dir.name}; stop it first.") from None
+    return f
+
+
+def announce(run_dir: Path) -> None:
+    """Name this process in the run's worker.json. Stop signals the process group: this worker's own, or
+    that of torchrun (its parent) with every rank in it; never a group that merely contains us (a test
+    runner, a shell script)."""
+    pgid = os.getpgid(0) if os.getpgid(0) in (os.getpid(), os.getppid()) else None
+    write_worker_file(run_dir / WORKER_FILE, {
+        "pid": os.getpid(), "pgid": pgid, "proc_start": proc_start_time(os.getpid()), "started": time.time(),
+        "cmd": sys.argv, "world_size": distributed.world_size()})
+
+
+def run(config_path: Path) -> int:
+    run_dir = config_path.resolve().parent
+    events = distributed.events_for_rank(run_dir / EVENTS_FILE)  # rank 0 writes; others only their failure
+    cfg = None
+    if distributed.is_main():  # one lock and one worker.json per run, held by rank 0
+        try:
+            lock = take_lock(run_dir)  # noqa: F841  (held until the process exits)
+        except RunLocked as e:
+            print(str(e), file=sys.stderr)
+            return 3
+        announce(run_dir)
+    from engine.train.hooks import StopFlag
+    flag = StopFlag()
+    flag.install()
+    try:
+        cfg = C.load(config_path)
+        events.status("starting", 0, pid=os.getpid(), world_size=distributed.world_size())
+        return train(cfg, run_dir, events, flag)
+    except KeyboardInterrupt:
+        events.status("stopped", 0, reason="interrupted before the first checkpoint")
+        return 130
+    except BaseException as e:  # the UI must always learn why a run ended
+        message = explain(e, cfg)
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr)
+        events.error(message, traceback=tb[-4000:], exception=type(e).__name__)
+        events.status("failed", 0, reason=message)
+        return 1
+    finally:
+        events.close()
+
+
+def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
+    import torch
+    from transformers import set_seed
+
+    from engine.data import pairs, pipeline, templates
+    from engine.modeling import adapters as methods
+    from engine.modeling import load as models
+    from engine.modeling import telemetry
+    from engine.train import stages
+    from engine.train.args import training_args
+    from engine.train.hooks import EventsCallback, StopOnSignal
+    from engine.train.output import save_final
+
+    set_seed(cfg.train.seed)
+    distributed.prepare_rank()
+    if distributed.is_main() and (note := distributed.mismatch_note(cfg)):
+        print(note, file=sys.stderr, flush=True)
+    events.status("loading", 0, what="tokenizer and model")
+    path = models.resolve_path(cfg.model.name_or_path)
+    tokenizer = models.load_tokenizer(cfg, path)
+    templates.apply(tokenizer, cfg.data.template)
+    if cfg.method.finetuning == "qlora" and not torch.cuda.is_available():
+        print("note: QLoRA on CPU uses bitsandbytes' CPU backend; it trains, slowly.", flush=True)
+    dtype = models.pick_dtype(cfg)
+
+    events.status("loading", 0, what="data")
+    if stages.uses_pairs(cfg):  # preference / reward stages: prompt, chosen, rejected rows for trl
+        train_rows, val_rows, report = pairs.build(cfg)
+    else:
+        train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
+    events.write("data", 0, train_rows=report.train, val_rows=report.val, **report.as_event())
+    if flag.set:
+        events.status("stopped", 0, reason="stopped before training began")
+        return 0
+
+    # Built before the model: DeepSpeed ZeRO-3 must see its config while the weights load.
+    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
+    model = models.load_model(cfg, path)
+    model.config.use_cache = False  # training builds no KV cache (and packing needs none)
+    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
+    if cfg.train.gradient_checkpointing and methods.is_adapter(model):
+        model.enable_input_require_grads()
+    trainable, total = methods.count_params(model)
+
+    resolved = {
+        "model_path": path, "dtype": str(dtype).replace("torch.", ""),
+        "quantization": C.quantization(cfg),
+        "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "trainable_params": trainable, "total_params": total,
+        "trainable_pct": round(100 * trainable / max(total, 1), 4),
+        "effective_batch": cfg.train.batch_size * cfg.train.grad_accum * max(1, args.world_size),
+        "train_rows": report.train, "val_rows": report.val, "chat_template": tokenizer.chat_template,
+        "torch": torch.__version__, "world_size": args.world_size, "strategy": cfg.distributed.strategy,
+    }
+    if args.deepspeed and distributed.is_main():  # the exact DeepSpeed config, beside the run, for the record
+        (run_dir / "deepspeed.json").write_text(json.dumps(args.deepspeed, indent=1, default=str))
+    for k, v in resolved.items():
+        if k != "chat_template" and distributed.is_main():
+            print(f"resolved {k} = {v}", flush=True)
+    events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
+
+    stopper = StopOnSignal(flag)
+    collate, loss_func = stages.collator(cfg, tokenizer)
+    trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
+                                   [EventsCallback(events, run_dir), stopper], collate, loss_func)
+    ckpts = checkpoints(run_dir)
+    resume_from = ckpts[-1] if ckpts else None
+    if resume_from:
+        print(f"resuming from {resume_from}", flush=True)
+        events.status("loading", 0, what="resuming", checkpoint=Path(resume_from).name)
+    trainer.train(resume_from_checkpoint=resume_from)
+    step = trainer.state.global_step
+    if stopper.stopped_at is not None:
+        events.status("stopped", step, checkpoint=f"checkpoint-{step}",
+                      reason="stopped by request; resume continues from this checkpoint")
+        return 0
+    final = save_final(trainer, tokenizer, cfg, run_dir, resolved)
+    distributed.barrier()  # no rank exits before the output is whole
+    if not distributed.is_main():
+        return 0
+    events.status("finished", step, output=str(final.relative_to(run_dir)), **telemetry.memory())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, type=Path, help="saves/<run>/config.yaml")
+    a = ap.parse_args(argv)
+    if not a.config.is_file():
+        print(f"error: no config at {a.config}", file=sys.stderr)
+        return 2
+    return run(a.config)
+
