@@ -21,7 +21,7 @@ from pathlib import Path
 from engine import config as C
 from engine.runs import launcher
 from engine.runs.events import EVENTS_FILE, EventReader
-from engine.runs.paths import REPO
+from engine.runs.paths import LOOPBACK, REPO
 from engine.runs.processes import worker_alive
 from engine.runs.progress import Progress
 
@@ -125,7 +125,7 @@ def cmd_ui(argv: list[str]) -> int:
         if not user or not pw:
             ap.error("--auth takes USER:PASSWORD")
         auth = (user, pw)
-    if a.host not in ("127.0.0.1", "localhost", "::1") and not auth and not a.insecure:
+    if a.host not in LOOPBACK and not auth and not a.insecure:
         ap.error(f"serving on {a.host} would let anyone on the network train and run code on this machine: "
                  "add --auth USER:PASSWORD, or --insecure if you really mean it")
     if a.insecure and not auth:
@@ -292,7 +292,7 @@ def cmd_launch_script(argv: list[str]) -> int:
     print("\nWithout SLURM, run one command per machine, from the repository folder:")
     for i, cmd in enumerate(cluster_script.torchrun_commands(cfg, config_path)):
         print(f"  node {i}: {shlex.join(cmd)}")
-    if cfg.distributed.master_addr in ("127.0.0.1", "localhost", "::1"):
+    if cfg.distributed.master_addr in LOOPBACK:
         print("  (replace 127.0.0.1 with node 0's address, or pass --master-addr)")
     return 0
 

@@ -1,7 +1,7 @@
 """Whetstone's training step against the hand-written Hugging Face Trainer + PEFT loop, side by side.
 
 Runs ../shared/bench/hf_baseline.py (the peer: batches padded to their longest row, full logits)
-and Whetstone's own step (engine/batching.py packing + engine/loss.py trained-positions-only
+and Whetstone's own step (engine.train.collate packing + engine.train.loss trained-positions-only
 logits, through the same Trainer) on the same model shape, the same rows (same seed and length
 mix), the same LoRA settings and the same number of steps, each in its own process, then prints
 one table: real (non-padding) tokens/s, peak memory, MFU and the ratios.

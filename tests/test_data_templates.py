@@ -65,7 +65,7 @@ def test_unknown_template_and_missing_template_are_explained(tiny_model_dir, tok
 
 def test_training_and_chat_use_the_same_template(make_config):
     """Train one step with a non-default template; the tokenizer saved with the adapter (what
-    engine.generate.answer feeds to apply_chat_template) builds exactly the prompt training masked."""
+    engine.chat.generate.answer feeds to apply_chat_template) builds exactly the prompt training masked."""
     from transformers import AutoTokenizer
 
     from conftest import run_worker

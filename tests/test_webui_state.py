@@ -60,6 +60,9 @@ def test_widgets_follow_the_field_types():
     assert isinstance(built["method.lora.rank"], gr.Slider)
     assert isinstance(built["method.lora.alpha"], gr.Slider)
     assert isinstance(built["method.lora.dropout"], gr.Slider)
+    # a slider's range is the field's own: what the widget offers, the config accepts
+    assert (built["method.lora.rank"].minimum, built["method.lora.rank"].maximum) == (1, 1024)
+    assert (built["method.lora.dropout"].minimum, built["method.lora.dropout"].maximum) == (0.0, 0.9)
     assert isinstance(built["train.batch_size"], gr.Number) and built["train.batch_size"].precision == 0
     assert isinstance(built["train.learning_rate"], gr.Number) and built["train.learning_rate"].precision is None
     assert isinstance(built["train.gradient_checkpointing"], gr.Checkbox)

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from functools import partial
 from typing import Optional
 
 import gradio as gr
 
 from engine import config as C
+from engine.runs.paths import LOOPBACK
 from webui import chat, dataset, export, fields, hyperparams, method, presets, train
 from webui import state as S
 from webui.form import ConfigForm
 from webui.live import Watch
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 CSS = """
 .gradio-container { max-width: 1360px !important; margin: 0 auto; }
@@ -76,23 +77,24 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
         form.wire()
         train.wire(panel, form, watch)
 
-        def on_load_preset(name: Optional[str], st: S.RunState) -> dict:
-            if not name:
-                return {panel.message: "Pick a preset first."}
-            try:
-                cfg = presets.load(name)
-            except C.ConfigError as e:
-                return {panel.message: "**Preset not loaded:** " + "; ".join(e.problems)}
-            new = S.with_config(st, cfg, str(presets.path_of(name)))
-            return {**form.render(new), panel.message: f"Loaded preset **{name}** into the tabs."}
-
-        load_preset.click(on_load_preset, [preset, state], [*form.outputs, panel.message], show_progress="hidden")
-        demo.load(train.on_page_load(panel, form, watch, saves, tabs), [state, watch],
-                  [*form.outputs, watch, tabs, panel.message, panel.progress, panel.failure, panel.loss, panel.lr,
-                   panel.throughput, panel.memory, panel.log, panel.runs, panel.run_picker, panel.compare],
-                  show_progress="hidden")
+        load_preset.click(partial(on_load_preset, panel), [preset, state], [*form.outputs, panel.message],
+                          show_progress="hidden")
+        demo.load(partial(train.on_page_load, panel, saves, tabs), [state, watch],
+                  train.page_load_outputs(panel, tabs), show_progress="hidden")
         demo.load(lambda: gr.update(choices=presets.names()), None, [preset], show_progress="hidden")
     return demo
+
+
+def on_load_preset(panel: train.TrainPanel, name: Optional[str], st: S.RunState) -> dict:
+    """Load a preset into every tab."""
+    if not name:
+        return {panel.message: "Pick a preset first."}
+    try:
+        cfg = presets.load(name)
+    except C.ConfigError as e:
+        return {panel.message: "**Preset not loaded:** " + "; ".join(e.problems)}
+    new = S.with_config(st, cfg, str(presets.path_of(name)))
+    return {**panel.form.render(new), panel.message: f"Loaded preset **{name}** into the tabs."}
 
 
 def _is_loopback(host: str) -> bool:

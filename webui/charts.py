@@ -1,6 +1,7 @@
-"""Plotly figures built from a run's compact series: loss (raw, smoothed, eval, other runs overlaid),
-learning rate, throughput and memory. Figures are rebuilt from short in-memory lists on each change;
-nothing here touches the events file.
+"""Plotly figures built from a run's compact series, one per chart of engine.runs.metrics.CHARTS: loss
+(raw, smoothed, eval, other runs overlaid), then every other chart drawn from the metric table
+(learning rate, throughput, memory with one line per rank). Figures are rebuilt from short in-memory
+lists on each change; nothing here touches the events file.
 """
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Iterable, Optional
 
 import plotly.graph_objects as go
 
+from engine.runs.metrics import CHARTS, METRICS, Chart, on_chart, split_rank
 from webui.live import RunSeries
+
+CHART = {c.name: c for c in CHARTS}
 
 SMOOTHING = 0.6  # TensorBoard-style exponential moving average weight
 HEIGHT = 290
@@ -66,7 +70,7 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
                 name: str = "this run") -> go.Figure:
     overlays = list(overlays)
     has_any = (series is not None and series.has("loss")) or any(s.has("loss") for _, s in overlays)
-    fig = _figure("Loss", "loss", empty=not has_any)
+    fig = _figure(CHART["loss"].title, CHART["loss"].y_title, empty=not has_any)
     if series is not None and series.has("loss"):
         raw = series.metrics["loss"]
         n = len(raw)
@@ -86,50 +90,51 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
     return fig
 
 
-def lr_figure(series: Optional[RunSeries]) -> go.Figure:
-    ok = series is not None and series.has("lr")
-    fig = _figure("Learning rate", "lr", empty=not ok)
-    if ok:
-        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["lr"], name="lr",
-                                 mode=_mode(len(series.train_steps)), line=dict(color=COLORS[2], width=2)))
+def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
+    """Every metric the table puts on this chart, one line each (one more, thinner, per other rank)."""
+    drawn = [m for m in on_chart(chart.name) if series is not None and series.has(m.name)]
+    title = chart.title
+    if chart.name == "memory":
+        title += " (GPU)" if any(m.name.startswith("vram") for m in drawn) else " (process)"
+    fig = _figure(title, chart.y_title, empty=not drawn)
+    if not drawn:
+        return fig
+    mode = _mode(len(series.train_steps))
+    for m in drawn:
+        color = COLORS[METRICS.index(m) % len(COLORS)]
+        ranks = series.other_ranks(m.name)
+        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[m.name], mode=mode,
+                                 name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
+        for key in ranks:  # several processes: one thinner line per other rank
+            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[key], mode=mode,
+                                     name=f"{m.label} (rank {split_rank(key)[1]})",
+                                     line=dict(color=color, width=1, dash="dot")))
+    values = [v for m in drawn for v in series.metrics[m.name] if v is not None]
+    if chart.name == "lr" and max(values) == min(values):
+        fig.update_yaxes(range=[0, max(values) * 1.5 or 1.0])  # a constant schedule would sit at 0 in [-1, 1]
+    elif chart.name != "lr":
+        fig.update_yaxes(rangemode="tozero")
+    else:
         fig.update_yaxes(exponentformat="e")
-        lrs = [v for v in series.metrics["lr"] if v is not None]
-        if max(lrs) == min(lrs):  # a constant schedule: plotly would centre it in [-1, 1] and read as 0
-            fig.update_yaxes(range=[0, max(lrs) * 1.5 or 1.0])
-        _whole_steps(fig, _last_step(series))
+    _whole_steps(fig, _last_step(series))
     return fig
+
+
+def figure(chart: Chart, series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSeries]] = ()) -> go.Figure:
+    """The figure of one chart of engine.runs.metrics.CHARTS for a run (and, for the loss, other runs)."""
+    if chart.name == "loss":
+        return loss_figure(series, overlays)
+    return metric_figure(chart, series)
+
+
+def lr_figure(series: Optional[RunSeries]) -> go.Figure:
+    return metric_figure(CHART["lr"], series)
 
 
 def throughput_figure(series: Optional[RunSeries]) -> go.Figure:
-    ok = series is not None and series.has("tokens_per_s")
-    fig = _figure("Throughput", "tokens / s", empty=not ok)
-    if ok:
-        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics["tokens_per_s"], name="tokens/s",
-                                 mode=_mode(len(series.train_steps)), line=dict(color=COLORS[4], width=2)))
-        fig.update_yaxes(rangemode="tozero")
-        _whole_steps(fig, _last_step(series))
-    return fig
+    return metric_figure(CHART["throughput"], series)
 
 
 def memory_figure(series: Optional[RunSeries]) -> go.Figure:
-    """VRAM allocated and reserved on a GPU; the worker's resident memory on CPU."""
-    gpu = series is not None and (series.has("vram_alloc_gib") or series.has("vram_reserved_gib"))
-    cpu = series is not None and series.has("rss_gib")
-    fig = _figure("Memory (GPU)" if gpu else "Memory (process)", "GiB", empty=not (gpu or cpu))
-    if series is None:
-        return fig
-    mode = _mode(len(series.train_steps))
-    traces = [("vram_alloc_gib", "VRAM allocated", COLORS[1]), ("vram_reserved_gib", "VRAM reserved", COLORS[3])] \
-        if gpu else [("rss_gib", "process RSS", COLORS[5])]
-    ranks = bool(series.other_ranks(traces[0][0]))
-    for metric, title, color in traces:
-        if series.has(metric):
-            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[metric], mode=mode,
-                                     name=f"{title} (rank 0)" if ranks else title, line=dict(color=color, width=2)))
-        for key in series.other_ranks(metric):  # several processes: one thinner line per other rank
-            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[key], mode=mode,
-                                     name=f"{title} (rank {key.rsplit('rank', 1)[1]})",
-                                     line=dict(color=color, width=1, dash="dot")))
-    fig.update_yaxes(rangemode="tozero")
-    _whole_steps(fig, _last_step(series))
-    return fig
+    """VRAM allocated and reserved on a GPU; the worker's resident memory on CPU (every rank's)."""
+    return metric_figure(CHART["memory"], series)

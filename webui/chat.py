@@ -1,7 +1,7 @@
 """Chat tab: talk to the base model, a run's adapter (final or any checkpoint) or a merged export,
 with replies streamed token by token from the chat worker process; the base model's answer beside
 the tuned one; Unload ends the worker and frees its memory. Below it, Evaluate scores a run on a
-held-out file. Nothing here imports torch: the model lives in engine/chat_worker.py.
+held-out file. Nothing here imports torch: the model lives in the chat worker (engine.chat).
 
 One chat worker per app (a local workbench): a refreshed page or a second browser finds the model
 that is loaded, and loading another one ends the first, so memory is never held twice.
@@ -15,9 +15,9 @@ from typing import Optional
 
 import gradio as gr
 
-from engine.runs.chat_client import ChatClient, ChatError
 from engine.config.chat import ChatSource, GenerationParams
 from engine.preflight.model_list import DEFAULT_MODEL, model_list
+from engine.runs.chat_client import ChatClient, ChatError
 from webui import evaluate_panel, fields, run_choices
 from webui import state as S
 
@@ -59,7 +59,8 @@ def status_markdown(info: Optional[dict], client: Optional[ChatClient]) -> str:
     if client is None or not client.alive:
         return "**No model loaded.** Pick one and press **Load**: it runs in its own process."
     parts = [f"**Loaded:** {html.escape(info.get('label', ''))} · pid {client.pid} · "
-             f"{info.get('device', 'cpu')} · {info.get('rss_gib', 0):.2f} GiB RAM · loaded in {info.get('load_s', 0)} s"]
+             f"{info.get('device', 'cpu')} · {info.get('rss_gib', 0):.2f} GiB RAM · "
+             f"loaded in {info.get('load_s', 0)} s"]
     if info.get("warning"):
         parts.append(f"⚠️ {html.escape(info['warning'])}")
     return "\n\n".join(parts)
@@ -79,6 +80,83 @@ def _text(content) -> str:
 def as_messages(history: list) -> list[dict]:
     return [{"role": m["role"], "content": _text(m.get("content"))} for m in history or []
             if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+
+
+def on_refresh(s: S.RunState, current: Optional[str]):
+    """The runs saved so far (the one just trained offered unless another is picked) and the worker's state."""
+    client = CHAT.client
+    return (*run_choices.refreshed(S.saves_path(s), current),
+            status_markdown(client.info if client else None, client))
+
+
+def on_refresh_choices(s: S.RunState):
+    """Opening the run list shows the runs saved since the page was built (value untouched)."""
+    client = CHAT.client
+    return run_choices.on_focus(s), status_markdown(client.info if client else None, client)
+
+
+def on_kind(k: str):
+    src = SOURCES[k]
+    return (gr.update(visible=src == "run"), gr.update(visible=src == "run"), gr.update(visible=src == "base"),
+            gr.update(visible=src == "merged"))
+
+
+def on_load(k: str, run_dir: Optional[str], ck: Optional[str], base_model: Optional[str], merged_dir: Optional[str],
+            s: S.RunState):
+    """(status, worker info, side-by-side checkbox) after loading what the user picked in the worker."""
+    src = SOURCES[k]
+    if src == "run" and not run_dir:
+        return "**Pick a run first** (a finished run, or one with a checkpoint).", gr.skip(), gr.skip()
+    source = (ChatSource("run", run_dir=run_dir or "", checkpoint=run_choices.checkpoint_value(ck))
+              if src == "run" else ChatSource(src, model=(base_model if src == "base" else merged_dir) or ""))
+    try:
+        info = CHAT.load(source, S.saves_path(s))
+    except ChatError as e:
+        return f"**Could not load:** {html.escape(str(e))}", {}, gr.skip()
+    return (status_markdown(info, CHAT.client), info,
+            gr.update(value=bool(info.get("can_compare")), interactive=bool(info.get("can_compare"))))
+
+
+def on_unload():
+    pid = CHAT.unload()
+    return (f"**Unloaded:** the chat worker (pid {pid}) has ended and its memory is free." if pid else
+            status_markdown(None, None)), {}
+
+
+def on_send(text, hist_t, hist_b, both, sys_p, temp, tp, mx, rp):
+    """Stream the tuned (and, side by side, the base) reply into the two chat boxes."""
+    text = (text or "").strip()
+    client = CHAT.client
+    if not text:
+        yield hist_t, hist_b, gr.update(), ""
+        return
+    if client is None or not client.alive:
+        yield hist_t, hist_b, gr.update(), "**No model loaded:** press **Load** first."
+        return
+    params = GenerationParams(system_prompt=sys_p or "", temperature=float(temp), top_p=float(tp),
+                              max_new_tokens=int(mx), repetition_penalty=float(rp))
+    compare = bool(both) and bool(client.info.get("can_compare"))
+    hist_t = list(hist_t or []) + [{"role": "user", "content": text}]
+    hist_b = list(hist_b or []) + [{"role": "user", "content": text}] if compare else list(hist_b or [])
+    notes = []
+    try:
+        for variant, hist in (("tuned", hist_t), ("base", hist_b)) if compare else (("tuned", hist_t),):
+            convo = as_messages(hist)
+            hist.append({"role": "assistant", "content": ""})
+            for piece in client.stream(convo, params, variant=variant):
+                hist[-1] = {"role": "assistant", "content": _text(hist[-1]["content"]) + piece}
+                yield hist_t, hist_b, "", ""
+            d = client.last_done
+            notes.append(f"{variant}: {d.get('new_tokens')} tokens, {d.get('tokens_per_s')} tokens/s, "
+                         f"stopped by {d.get('stopped_by')}")
+    except ChatError as e:
+        notes.append(f"**Error:** {html.escape(str(e))}")
+    yield hist_t, hist_b, "", " · ".join(notes)
+
+
+def on_stop():
+    if CHAT.client is not None:
+        CHAT.client.cancel()
 
 
 def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
@@ -125,80 +203,9 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     stats = gr.Markdown(elem_classes=["ws-chat-stats"])
     info_state = gr.State({})
 
-    def on_refresh(s: S.RunState, current: Optional[str]):
-        client = CHAT.client
-        return (*run_choices.refreshed(S.saves_path(s), current),
-                status_markdown(client.info if client else None, client))
-
-    def on_refresh_choices(s: S.RunState, current: Optional[str]):
-        """Opening the run list shows the runs saved since the page was built (value untouched)."""
-        client = CHAT.client
-        return (gr.update(choices=run_choices.runs_with_weights(S.saves_path(s))),
-                status_markdown(client.info if client else None, client))
-
-    def on_run(run_dir: Optional[str]):
-        cps = run_choices.checkpoint_choices(run_dir)
-        return gr.update(choices=cps, value=cps[0] if cps else None)
-
-    def on_kind(k: str):
-        src = SOURCES[k]
-        return (gr.update(visible=src == "run"), gr.update(visible=src == "run"), gr.update(visible=src == "base"),
-                gr.update(visible=src == "merged"))
-
-    def on_load(k, run_dir, ck, base_model, merged_dir, s: S.RunState):
-        src = SOURCES[k]
-        source = (ChatSource("run", run_dir=run_dir or "", checkpoint=run_choices.checkpoint_value(ck))
-                  if src == "run" else ChatSource(src, model=(base_model if src == "base" else merged_dir) or ""))
-        if src == "run" and not run_dir:
-            return {status: "**Pick a run first** (a finished run, or one with a checkpoint)."}
-        try:
-            info = CHAT.load(source, S.saves_path(s))
-        except ChatError as e:
-            return {status: f"**Could not load:** {html.escape(str(e))}", info_state: {}}
-        return {status: status_markdown(info, CHAT.client), info_state: info,
-                side: gr.update(value=bool(info.get("can_compare")), interactive=bool(info.get("can_compare")))}
-
-    def on_unload():
-        pid = CHAT.unload()
-        return (f"**Unloaded:** the chat worker (pid {pid}) has ended and its memory is free." if pid else
-                status_markdown(None, None)), {}
-
-    def on_send(text, hist_t, hist_b, both, sys_p, temp, tp, mx, rp):
-        text = (text or "").strip()
-        client = CHAT.client
-        if not text:
-            yield hist_t, hist_b, gr.update(), ""
-            return
-        if client is None or not client.alive:
-            yield hist_t, hist_b, gr.update(), "**No model loaded:** press **Load** first."
-            return
-        params = GenerationParams(system_prompt=sys_p or "", temperature=float(temp), top_p=float(tp),
-                                  max_new_tokens=int(mx), repetition_penalty=float(rp))
-        compare = bool(both) and bool(client.info.get("can_compare"))
-        hist_t = list(hist_t or []) + [{"role": "user", "content": text}]
-        hist_b = list(hist_b or []) + [{"role": "user", "content": text}] if compare else list(hist_b or [])
-        notes = []
-        try:
-            for variant, hist in (("tuned", hist_t), ("base", hist_b)) if compare else (("tuned", hist_t),):
-                convo = as_messages(hist)
-                hist.append({"role": "assistant", "content": ""})
-                for piece in client.stream(convo, params, variant=variant):
-                    hist[-1] = {"role": "assistant", "content": _text(hist[-1]["content"]) + piece}
-                    yield hist_t, hist_b, "", ""
-                d = client.last_done
-                notes.append(f"{variant}: {d.get('new_tokens')} tokens, {d.get('tokens_per_s')} tokens/s, "
-                             f"stopped by {d.get('stopped_by')}")
-        except ChatError as e:
-            notes.append(f"**Error:** {html.escape(str(e))}")
-        yield hist_t, hist_b, "", " · ".join(notes)
-
-    def on_stop():
-        if CHAT.client is not None:
-            CHAT.client.cancel()
-
     kind.change(on_kind, [kind], [run, ckpt, base, merged], show_progress="hidden")
     refresh.click(on_refresh, [state, run], [run, ckpt, status], show_progress="hidden")
-    run.input(on_run, [run], [ckpt], show_progress="hidden")
+    run.input(run_choices.on_run, [run], [ckpt], show_progress="hidden")
     load.click(on_load, [kind, run, ckpt, base, merged, state], [status, info_state, side])
     unload.click(on_unload, None, [status, info_state])
     inputs = [msg, tuned_box, base_box, side, system, temperature, top_p, max_new, rep]
@@ -207,7 +214,7 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     stop.click(on_stop, None, None, show_progress="hidden")
     clear.click(lambda: ([], [], ""), None, [tuned_box, base_box, stats], show_progress="hidden")
     side.change(lambda b: gr.update(visible=bool(b)), [side], [base_box], show_progress="hidden")
-    run.focus(on_refresh_choices, [state, run], [run, status], show_progress="hidden")
+    run.focus(on_refresh_choices, [state], [run, status], show_progress="hidden")
     tab.select(on_refresh, [state, run], [run, ckpt, status], show_progress="hidden")  # the run just trained
 
     evaluate_panel.build(state)

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -162,56 +163,61 @@ def build(state: gr.State) -> PreviewPanel:
     return PreviewPanel(picker, refresh, upload, summary, histogram, example, example_row, table, page)
 
 
+def refresh(keys: list[str], name, st, page, row, *values) -> tuple:
+    """The preview of `name` under the config with the watched fields' current widget values applied."""
+    from webui import fields
+    cfg = st.config
+    for key, v in zip(keys, values):
+        try:
+            cfg = C.replace(cfg, key, fields.to_config(key, v))
+        except (TypeError, ValueError):
+            pass
+    return show(name, cfg, page, row)
+
+
+def on_datasets(value, picked):
+    """The preview picker offers the run's datasets, keeping the one picked while it is still there."""
+    value = list(value or [])
+    choice = picked if picked in value else (value[0] if value else None)
+    return gr.update(choices=value, value=choice)
+
+
+def on_upload(path, current):
+    """Keep an uploaded file and add it to the run's datasets (an unreadable one is previewed, not added)."""
+    if not path:
+        return gr.update(), gr.update()
+    try:
+        kept = save_upload(path)
+    except DataError as e:
+        gr.Warning(str(e))
+        return gr.update(), gr.update()
+    current = list(current or [])
+    try:
+        preview.load(kept, C.RunConfig())
+    except DataError:  # unreadable: shown in the preview with its error, not added to the run
+        return gr.update(), gr.update(choices=[*current, kept], value=kept)
+    value = current if kept in current else [*current, kept]
+    choices = list(dict.fromkeys([*dataset_names.discovered(), *value]))
+    return gr.update(choices=choices, value=value), gr.update(choices=value, value=kept)
+
+
 def wire(panel: PreviewPanel, state: gr.State, datasets_widget: Optional[gr.components.Component] = None,
          watched: list = ()) -> None:
     """Recompute the preview when the picked dataset, the page or the example row changes, or a watched
     field widget (template, format, columns, cutoff) is edited: its value is applied to the config here, so
     the preview never waits for the form's own update of the state. An upload is added to
     `datasets_widget`'s value (its own change event puts it in the run config)."""
-    from webui import fields
     outs = [panel.summary, panel.histogram, panel.example, panel.example_row, panel.table, panel.page]
-    keys = [w.key for w in watched]
+    again = partial(refresh, [w.key for w in watched])
     comps = [w.component for w in watched]
-
-    def refresh(name, st, page, row, *values):
-        cfg = st.config
-        for key, v in zip(keys, values):
-            try:
-                cfg = C.replace(cfg, key, fields.to_config(key, v))
-            except (TypeError, ValueError):
-                pass
-        return show(name, cfg, page, row)
-
     ins = [panel.picker, state, panel.page, panel.example_row, *comps]
-    panel.picker.change(lambda n, st, p, r, *v: refresh(n, st, 1, 1, *v), ins, outs, show_progress="minimal")
-    panel.refresh.click(refresh, ins, outs, show_progress="minimal")
-    panel.page.submit(refresh, ins, outs, show_progress="hidden")
-    panel.example_row.submit(refresh, ins, outs, show_progress="hidden")
+    panel.picker.change(lambda n, st, p, r, *v: again(n, st, 1, 1, *v), ins, outs, show_progress="minimal")
+    panel.refresh.click(again, ins, outs, show_progress="minimal")
+    panel.page.submit(again, ins, outs, show_progress="hidden")
+    panel.example_row.submit(again, ins, outs, show_progress="hidden")
     for c in comps:
-        c.input(refresh, ins, outs, show_progress="hidden", trigger_mode="always_last")
-
+        c.input(again, ins, outs, show_progress="hidden", trigger_mode="always_last")
     if datasets_widget is not None:
-        def on_datasets(value, picked):
-            value = list(value or [])
-            choice = picked if picked in value else (value[0] if value else None)
-            return gr.update(choices=value, value=choice)
         datasets_widget.change(on_datasets, [datasets_widget, panel.picker], [panel.picker], show_progress="hidden")
-
-        def on_upload(path, current):
-            if not path:
-                return gr.update(), gr.update()
-            try:
-                kept = save_upload(path)
-            except DataError as e:
-                gr.Warning(str(e))
-                return gr.update(), gr.update()
-            current = list(current or [])
-            try:
-                preview.load(kept, C.RunConfig())
-            except DataError:  # unreadable: shown in the preview with its error, not added to the run
-                return gr.update(), gr.update(choices=[*current, kept], value=kept)
-            value = current if kept in current else [*current, kept]
-            choices = list(dict.fromkeys([*dataset_names.discovered(), *value]))
-            return gr.update(choices=choices, value=value), gr.update(choices=value, value=kept)
         panel.upload.upload(on_upload, [panel.upload, datasets_widget], [datasets_widget, panel.picker],
                             show_progress="minimal")

@@ -1,5 +1,5 @@
 """Evaluate (under the Chat tab): score a run on a held-out file: loss and perplexity, then the tuned
-and base answers beside the references with ROUGE-L. Runs in engine/evaluate.py's worker process;
+and base answers beside the references with ROUGE-L. Runs in the evaluation worker (engine.evaluate);
 results stay in saves/<run>/eval/."""
 from __future__ import annotations
 
@@ -38,6 +38,35 @@ def table_rows(res: Optional[dict]) -> list[list]:
             for r in res["rows"]]
 
 
+def on_go(run_dir, ds, rows, mx):
+    if not run_dir:
+        return None, "**Pick a run first.**", gr.update(active=False), []
+    try:
+        out, _proc = eval_client.start_eval(run_dir, ds or "", max_new_tokens=int(mx or 64),
+                                            max_rows=int(rows) if rows else None)
+    except eval_client.EvalError as e:
+        return None, f"**Cannot evaluate:** {html.escape(str(e))}", gr.update(active=False), []
+    return str(out), "Evaluating: loading the model…", gr.update(active=True), []
+
+def on_tick(out: Optional[str]):
+    if not out:
+        return gr.update(), gr.update(active=False), gr.update()
+    p = eval_client.progress(Path(out))
+    if p.status == "finished":
+        res = eval_client.results(Path(out))
+        return summary_markdown(res, Path(out)), gr.update(active=False), table_rows(res)
+    if p.status == "failed":
+        return f"**Evaluation failed:** {html.escape(p.error)}", gr.update(active=False), gr.update()
+    return f"Evaluating… {100 * p.progress:.0f}%", gr.update(), gr.update()
+
+def on_run(run_dir):
+    past = eval_client.past_evals(run_dir) if run_dir else []
+    if not past:
+        return "", []
+    res = eval_client.results(past[0])
+    return "Last evaluation: " + summary_markdown(res, past[0]), table_rows(res)
+
+
 def build(state: gr.State) -> None:
     st: S.RunState = state.value
     with gr.Accordion("Evaluate a run on held-out prompts", open=False, elem_classes=["ws-eval"]):
@@ -58,38 +87,7 @@ def build(state: gr.State) -> None:
         timer = gr.Timer(1.0, active=False)
         folder = gr.State(None)
 
-    def on_focus(s: S.RunState):
-        return gr.update(choices=run_choices.runs_with_weights(S.saves_path(s)))
-
-    def on_go(run_dir, ds, rows, mx):
-        if not run_dir:
-            return None, "**Pick a run first.**", gr.update(active=False), []
-        try:
-            out, _proc = eval_client.start_eval(run_dir, ds or "", max_new_tokens=int(mx or 64),
-                                                max_rows=int(rows) if rows else None)
-        except eval_client.EvalError as e:
-            return None, f"**Cannot evaluate:** {html.escape(str(e))}", gr.update(active=False), []
-        return str(out), "Evaluating: loading the model…", gr.update(active=True), []
-
-    def on_tick(out: Optional[str]):
-        if not out:
-            return gr.update(), gr.update(active=False), gr.update()
-        p = eval_client.progress(Path(out))
-        if p.status == "finished":
-            res = eval_client.results(Path(out))
-            return summary_markdown(res, Path(out)), gr.update(active=False), table_rows(res)
-        if p.status == "failed":
-            return f"**Evaluation failed:** {html.escape(p.error)}", gr.update(active=False), gr.update()
-        return f"Evaluating… {100 * p.progress:.0f}%", gr.update(), gr.update()
-
-    def on_run(run_dir):
-        past = eval_client.past_evals(run_dir) if run_dir else []
-        if not past:
-            return "", []
-        res = eval_client.results(past[0])
-        return "Last evaluation: " + summary_markdown(res, past[0]), table_rows(res)
-
-    run.focus(on_focus, [state], [run], show_progress="hidden")
+    run.focus(run_choices.on_focus, [state], [run], show_progress="hidden")
     run.change(on_run, [run], [status, table], show_progress="hidden")
     go.click(on_go, [run, dataset, max_rows, max_new], [folder, status, timer, table])
     timer.tick(on_tick, [folder], [status, timer, table], show_progress="hidden")

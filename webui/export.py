@@ -1,7 +1,7 @@
 """Export tab: merge a run's adapter into its base and write a standard folder (sharded safetensors at a
 chosen dtype, tokenizer and chat template, stop tokens in generation_config.json, a model card and an
 Ollama Modelfile), optionally GGUF files, or the adapter alone. The export worker does the work in
-its own process (engine/export_worker.py); this tab starts it, shows its progress and checks, and can
+its own process (engine.export); this tab starts it, shows its progress and checks, and can
 stop it. One export at a time per app: a refreshed page finds the one going."""
 from __future__ import annotations
 
@@ -54,6 +54,50 @@ def report_markdown(job: Optional[ExportJob]) -> str:
     return "\n".join(lines)
 
 
+def on_go(run_dir, ck, k, dt, sh, gg, o, ow):
+    """Start the export worker on what the user picked; (message, progress, report)."""
+    if CURRENT.job is not None and CURRENT.job.running:
+        return "**An export is already going;** wait for it or press Stop.", gr.update(), gr.update()
+    cfg = ExportConfig(run_dir=run_dir or "", checkpoint=run_choices.checkpoint_value(ck), kind=k,
+                       out_dir=(o or "").strip(), dtype=dt, max_shard_size=(sh or "").strip(),
+                       gguf=list(gg or []) if k == "merged" else [], overwrite=bool(ow))
+    try:
+        CURRENT.job = start_export(cfg)
+    except ExportConfigError as e:
+        return "**Cannot export:**\n" + "\n".join(f"- {html.escape(p)}" for p in e.problems), gr.update(), \
+            gr.update()
+    return "", progress_html(CURRENT.job), ""
+
+def on_tick():
+    """The export's progress and checks, when anything new happened."""
+    job = CURRENT.job
+    if job is None:
+        return gr.update(), gr.update()
+    was = job.status
+    job.poll()
+    if not job.running and was in ("finished", "failed") and job.status == was:
+        return gr.update(), gr.update()  # nothing new since the last tick
+    return progress_html(job), report_markdown(job)
+
+def on_stop():
+    """Stop the export: its worker removes its temporary folder."""
+    job = CURRENT.job
+    if job is None or not job.running:
+        return "Nothing to stop."
+    job.stop()
+    job.wait(5)
+    return "Export stopped; its temporary folder was removed."
+
+
+def on_tab(s: S.RunState, current: Optional[str]):
+    """Opening the tab offers the run just trained (unless the user picked another)."""
+    return run_choices.refreshed(S.saves_path(s), current)
+
+
+def on_kind(k: str):
+    return gr.update(interactive=k == "merged"), gr.update(interactive=k == "merged")
+
+
 def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     st: S.RunState = state.value
     gr.Markdown("### Export\nMerge a run into a standalone model folder (loads with plain `transformers`), "
@@ -85,50 +129,10 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     report = gr.Markdown(report_markdown(CURRENT.job), elem_classes=["ws-export-report"])
     timer = gr.Timer(1.0)
 
-    def on_focus(s: S.RunState):
-        return gr.update(choices=run_choices.runs_with_weights(S.saves_path(s)))
-
-    def on_run(run_dir):
-        c = run_choices.checkpoint_choices(run_dir)
-        return gr.update(choices=c, value=c[0] if c else None)
-
-    def on_go(run_dir, ck, k, dt, sh, gg, o, ow):
-        if CURRENT.job is not None and CURRENT.job.running:
-            return "**An export is already going;** wait for it or press Stop.", gr.update(), gr.update()
-        cfg = ExportConfig(run_dir=run_dir or "", checkpoint=run_choices.checkpoint_value(ck), kind=k,
-                           out_dir=(o or "").strip(), dtype=dt, max_shard_size=(sh or "").strip(),
-                           gguf=list(gg or []) if k == "merged" else [], overwrite=bool(ow))
-        try:
-            CURRENT.job = start_export(cfg)
-        except ExportConfigError as e:
-            return "**Cannot export:**\n" + "\n".join(f"- {html.escape(p)}" for p in e.problems), gr.update(), \
-                gr.update()
-        return "", progress_html(CURRENT.job), ""
-
-    def on_tick():
-        job = CURRENT.job
-        if job is None:
-            return gr.update(), gr.update()
-        was = job.status
-        job.poll()
-        if not job.running and was in ("finished", "failed") and job.status == was:
-            return gr.update(), gr.update()  # nothing new since the last tick
-        return progress_html(job), report_markdown(job)
-
-    def on_stop():
-        job = CURRENT.job
-        if job is None or not job.running:
-            return "Nothing to stop."
-        job.stop()
-        job.wait(5)
-        return "Export stopped; its temporary folder was removed."
-
-    run.focus(on_focus, [state], [run], show_progress="hidden")
-    tab.select(lambda s, current: run_choices.refreshed(S.saves_path(s), current), [state, run], [run, ckpt],
-               show_progress="hidden")  # opening the tab offers the run just trained
-    run.input(on_run, [run], [ckpt], show_progress="hidden")
-    kind.change(lambda k: (gr.update(interactive=k == "merged"), gr.update(interactive=k == "merged")),
-                [kind], [dtype, ggufs], show_progress="hidden")
+    run.focus(run_choices.on_focus, [state], [run], show_progress="hidden")
+    tab.select(on_tab, [state, run], [run, ckpt], show_progress="hidden")
+    run.input(run_choices.on_run, [run], [ckpt], show_progress="hidden")
+    kind.change(on_kind, [kind], [dtype, ggufs], show_progress="hidden")
     go.click(on_go, [run, ckpt, kind, dtype, shard, ggufs, out, overwrite], [message, prog, report])
     stop.click(on_stop, None, [message])
     timer.tick(on_tick, None, [prog, report], show_progress="hidden")

@@ -1,5 +1,5 @@
-"""Config fields as widgets: the widget type comes from the field's type, its label and help text
-from the field's own docstring, its bounds from the field's min / max.
+"""Config fields as widgets: the widget type comes from the field's type (and its `widget` metadata),
+its label and help text from the field's own metadata, its bounds from the field's min / max.
 
 Numbers are numbers (gr.Number / gr.Slider), choices are dropdowns or radios, flags are checkboxes.
 `applies` says whether a field means anything for the config at hand; the tabs hide those that do not.
@@ -15,25 +15,8 @@ import gradio as gr
 from engine import config as C
 from engine.config import method as method_config
 from engine.data import names as dataset_names
+from engine.data import templates
 from engine.preflight import model_list as model_names
-
-# (minimum, maximum, step) of the fields shown as sliders; the config itself allows wider values.
-SLIDERS: dict[str, tuple[float, float, float]] = {
-    "method.lora.rank": (1, 256, 1),
-    "method.lora.alpha": (1, 512, 1),
-    "method.lora.dropout": (0.0, 0.5, 0.01),
-    "data.val_size": (0.0, 0.5, 0.01),
-    "train.warmup_ratio": (0.0, 0.5, 0.01),
-}
-
-# Literal fields with few choices read better as radio buttons.
-RADIOS = {"model.quantization", "method.finetuning", "model.dtype", "train.scheduler", "data.on_long_rows",
-          "data.on_bad_rows", "distributed.strategy", "distributed.backend"}
-
-TEMPLATES = ["auto", "alpaca", "chatml", "llama3", "qwen", "mistral", "gemma", "phi"]
-
-QUANT_LABELS = {"none": "none (16/32-bit)", "8bit": "8-bit (½ memory)", "4bit": "4-bit NF4 (¼ memory)"}
-
 
 @dataclass(frozen=True)
 class FieldWidget:
@@ -42,35 +25,18 @@ class FieldWidget:
     component: gr.components.Component
 
 
-LABELS = {
-    "model.name_or_path": "Model",
-    "data.datasets": "Datasets",
-    "method.lora.rank": "LoRA rank",
-    "method.lora.alpha": "LoRA alpha",
-    "method.lora.dropout": "LoRA dropout",
-    "method.lora.targets": "LoRA target modules",
-    "method.freeze.trainable_layers": "trainable layers",
-    "method.lora.init": "LoRA initialisation",
-    "method.lora.use_rslora": "rsLoRA",
-    "method.lora.use_dora": "DoRA",
-    "method.lora.loraplus_lr_ratio": "LoRA+ learning-rate ratio (B over A)",
-    "method.quant.type": "4-bit type",
-    "method.quant.double_quant": "double quantisation",
-    "method.quant.compute_dtype": "4-bit compute dtype",
-    "method.ia3.targets": "IA3 target modules",
-    "method.bottleneck.size": "bottleneck size",
-    "method.pref.beta": "beta",
-    "output.run_name": "Run name",
-}
-
-
-# Fields holding module names, edited as comma-separated text ("targets": empty or 'all' means all).
-LIST_TEXT = {"method.lora.targets": "targets", "method.ia3.targets": "targets",
-             "method.freeze.trainable_modules": "names", "method.freeze.extra_modules": "names"}
-
-
 def label(key: str) -> str:
-    return LABELS.get(key, key.split(".")[-1].replace("_", " "))
+    """The field's label (its `label` metadata), else its name in words."""
+    return C.field_info(key)[2].get("label") or key.split(".")[-1].replace("_", " ")
+
+
+def _names_field(key: str) -> Optional[bool]:
+    """For a field edited as comma-separated module names: True when an empty box means 'all' (targets),
+    False for a plain list of names; None for every other field."""
+    tp, _, meta = C.field_info(key)
+    if meta.get("widget") != "names":
+        return None
+    return typing.get_origin(tp) is Union
 
 
 def build(keys: list[str], cfg: C.RunConfig) -> list[FieldWidget]:
@@ -97,9 +63,9 @@ def widget(key: str, value: Any) -> gr.components.Component:
     help_text = meta.get("help", "")
     common = dict(label=label(key), info=help_text, elem_classes=["cfg-field"])
     shown = to_widget(key, value)
-    if key in SLIDERS:
-        lo, hi, step = SLIDERS[key]
-        return gr.Slider(minimum=lo, maximum=hi, step=step, value=shown, **common)
+    kind = meta.get("widget")
+    if kind == "slider":  # its range is the field's own: what the widget allows, the config accepts
+        return gr.Slider(minimum=meta["min"], maximum=meta["max"], step=meta.get("step", 1), value=shown, **common)
     if key == "data.datasets":
         return gr.Dropdown(choices=dataset_names.discovered(), value=shown, multiselect=True,
                            allow_custom_value=True, **common)
@@ -112,15 +78,15 @@ def widget(key: str, value: Any) -> gr.components.Component:
         return gr.Dropdown(choices=model_names.model_list(), value=shown, allow_custom_value=True, **common)
     if key == "method.stage":
         return gr.Dropdown(choices=list(method_config.IMPLEMENTED_STAGES), value=shown, **common)
-    if key == "model.quantization":
-        return gr.Radio(choices=[(QUANT_LABELS[c], c) for c in C.choices(tp)], value=shown, **common)
     opts = C.choices(tp)
     if opts is not None:
-        if key in RADIOS:
-            return gr.Radio(choices=list(opts), value=shown, **common)
-        return gr.Dropdown(choices=list(opts), value=shown, **common)
+        named = meta.get("choice_labels", {})
+        opts = [(named[c], c) if c in named else c for c in opts]
+        if kind == "radio":
+            return gr.Radio(choices=opts, value=shown, **common)
+        return gr.Dropdown(choices=opts, value=shown, **common)
     if key == "data.template":
-        return gr.Dropdown(choices=TEMPLATES, value=shown, allow_custom_value=True, **common)
+        return gr.Dropdown(choices=templates.names(), value=shown, allow_custom_value=True, **common)
     if tp is bool:
         return gr.Checkbox(value=shown, **common)
     inner = _optional_of(tp) or tp
@@ -132,7 +98,7 @@ def widget(key: str, value: Any) -> gr.components.Component:
 
 def to_widget(key: str, value: Any) -> Any:
     """A config value as its widget shows it."""
-    if key in LIST_TEXT:
+    if _names_field(key) is not None:
         return value if isinstance(value, str) else ", ".join(value)
     if key in ("data.datasets", "data.eval_datasets"):
         return list(value)
@@ -144,10 +110,11 @@ def to_widget(key: str, value: Any) -> Any:
 def to_config(key: str, shown: Any) -> Any:
     """A widget's value as the config holds it (ints stay ints, empty optional numbers become None)."""
     tp, default, _ = C.field_info(key)
-    if key in LIST_TEXT:
+    all_when_empty = _names_field(key)
+    if all_when_empty is not None:
         text = str(shown or "").strip()
         names = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
-        if LIST_TEXT[key] == "targets":
+        if all_when_empty:
             return "all" if text in ("", "all") else names
         return names
     if key == "data.columns":  # "instruction=question, output=answer"
@@ -168,16 +135,9 @@ def to_config(key: str, shown: Any) -> Any:
 
 def applies(key: str, cfg: C.RunConfig) -> bool:
     """Whether a field means anything for this config; fields that do not are hidden, not ignored."""
-    decided = method_config.applies(key, cfg)  # method and stage fields: engine/method_config.py decides
+    decided = method_config.applies(key, cfg)  # method and stage fields: engine.config.method decides
     if decided is not None:
         return decided
-    ft = cfg.method.finetuning
-    if key.startswith("method.lora."):
-        return ft in ("lora", "qlora")
-    if key.startswith("method.freeze."):
-        return ft == "freeze"
-    if key == "model.quantization":
-        return ft == "lora"  # qlora is 4-bit by definition; full and freeze train the weights themselves
     if key == "train.eval_steps":
         return cfg.data.val_size > 0
     if key == "distributed.cpu_offload":

@@ -75,11 +75,18 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
             f"</div>")
 
 
-def failure_markdown(series: Optional[RunSeries]) -> str:
-    """A failed run's reason in plain words, with the traceback folded away underneath."""
-    if series is None or not series.error:
+def failure_markdown(series: Optional[RunSeries], alive: Optional[bool] = None, now: Optional[float] = None) -> str:
+    """A failed run's reason in plain words, with the traceback folded away underneath. alive: whether its
+    worker still lives, when known (a worker gone without an end event failed too, and says why)."""
+    if series is None:
         return ""
-    text = f"**The run failed.** {series.error}"
+    error = series.error
+    if alive is not None:
+        status, why = series.verdict(alive, now, grace_s=5.0)
+        error = why if status == "failed" else error
+    if not error:
+        return ""
+    text = f"**The run failed.** {error}"
     if series.traceback:
         tb = series.traceback.strip().splitlines()[-25:]
         text += "\n\n<details><summary>Technical details</summary>\n\n```\n" + "\n".join(tb) + "\n```\n</details>"

@@ -1,4 +1,5 @@
-"""Runs and checkpoints to pick from in the Chat and Export tabs (light: reads saves/ only)."""
+"""Runs and checkpoints to pick from in the Chat, Evaluate and Export panels (reads saves/ only), and the
+handlers those panels share for their (run, weights) dropdowns."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Optional
 import gradio as gr
 
 from engine.runs.store import checkpoints, list_runs, weights_dir
+from webui import state as S
 
 FINAL = "final"
 
@@ -41,3 +43,14 @@ def refreshed(saves: Path, current: Optional[str]) -> tuple[dict, dict]:
     value = current if current in values else (values[0] if values else None)
     cps = checkpoint_choices(value)
     return gr.update(choices=choices, value=value), gr.update(choices=cps, value=cps[0] if cps else None)
+
+
+def on_focus(st: S.RunState):
+    """Opening a run list shows the runs saved since the page was built (the value is left alone)."""
+    return gr.update(choices=runs_with_weights(S.saves_path(st)))
+
+
+def on_run(run_dir: Optional[str]):
+    """A run picked: its weights to choose from, final first."""
+    cps = checkpoint_choices(run_dir)
+    return gr.update(choices=cps, value=cps[0] if cps else None)

@@ -1,11 +1,15 @@
-"""Train tab: Start / Stop / Resume, live charts fed by this session's follower, the progress line,
-the worker's log, the runs found in saves/ (pick one to see it and load its config; overlay others
-on the loss chart), and the current config as YAML and as a command line.
+"""Train tab: Start / Stop / Resume, live charts (one per chart of engine.runs.metrics.CHARTS) fed by this
+session's follower, the progress line, the worker's log, the runs found in saves/ (pick one to see it and
+load its config; overlay others on the loss chart), and the current config as YAML and as a command line.
+
+Handlers are module-level functions of (panel, values...) that return updates keyed by the panel's
+components; `wire` binds them to the panel with functools.partial.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +18,7 @@ import gradio as gr
 from engine import config as C
 from engine.runs import launcher
 from engine.runs import store as runs
+from engine.runs.metrics import CHARTS
 from engine.runs.processes import worker_alive
 from webui import charts, fields, presets, progress, runs_table
 from webui import state as S
@@ -22,6 +27,8 @@ from webui.live import RunFollower, Watch
 
 TICK_SECONDS = 1.0
 TAB_ID = "train"
+# The CSS class of each chart (the browser tests and the page's style find them by these).
+CHART_CLASS = {"loss": "ws-chart-loss", "lr": "ws-chart-lr", "throughput": "ws-chart-tput", "memory": "ws-chart-mem"}
 
 
 @dataclass
@@ -34,10 +41,7 @@ class TrainPanel:
     message: gr.Markdown
     progress: gr.HTML
     failure: gr.Markdown
-    loss: gr.Plot
-    lr: gr.Plot
-    throughput: gr.Plot
-    memory: gr.Plot
+    plots: dict[str, gr.Plot]  # chart name -> its plot
     log: gr.Textbox
     runs: gr.Dataframe
     run_picker: gr.Dropdown
@@ -46,6 +50,19 @@ class TrainPanel:
     preset_name: gr.Textbox
     save_preset: gr.Button
     timer: gr.Timer
+    state: gr.State                 # the session's RunState
+    watch: Optional[gr.State] = None  # the session's Watch (set by wire)
+    form: Optional[ConfigForm] = None
+
+    @property
+    def shown(self) -> list[Any]:
+        """Everything the panel shows about the watched run."""
+        return [self.message, self.progress, self.failure, *self.plots.values(), self.log, self.runs,
+                self.run_picker, self.compare]
+
+    @property
+    def everything(self) -> list[Any]:
+        return [*self.form.outputs, self.watch, *self.shown]
 
 
 def build(state: gr.State) -> TrainPanel:
@@ -62,12 +79,12 @@ def build(state: gr.State) -> TrainPanel:
     message = gr.Markdown(elem_classes=["ws-message"])
     prog = gr.HTML(progress.progress_html(None, None), elem_classes=["ws-progress-box"])
     failure = gr.Markdown(elem_classes=["ws-failure"])
-    with gr.Row():
-        loss = gr.Plot(charts.loss_figure(None), show_label=False, elem_classes=["ws-chart-loss"])
-        lr = gr.Plot(charts.lr_figure(None), show_label=False, elem_classes=["ws-chart-lr"])
-    with gr.Row():
-        tput = gr.Plot(charts.throughput_figure(None), show_label=False, elem_classes=["ws-chart-tput"])
-        mem = gr.Plot(charts.memory_figure(None), show_label=False, elem_classes=["ws-chart-mem"])
+    plots = {}
+    for row in range(0, len(CHARTS), 2):  # two charts a row
+        with gr.Row():
+            for chart in CHARTS[row:row + 2]:
+                plots[chart.name] = gr.Plot(charts.figure(chart, None), show_label=False,
+                                            elem_classes=[CHART_CLASS.get(chart.name, f"ws-chart-{chart.name}")])
     with gr.Accordion("Worker log (last lines)", open=False):
         log = gr.Textbox(show_label=False, lines=12, max_lines=12, autoscroll=True, interactive=False,
                          elem_classes=["ws-log"])
@@ -89,9 +106,8 @@ def build(state: gr.State) -> TrainPanel:
     timer = gr.Timer(TICK_SECONDS)
     return TrainPanel(fields=run_fields, views=ConfigViews(yaml=yaml_view, cli=cli, problems=problems),
                       start=start, stop=stop, resume=resume, message=message, progress=prog, failure=failure,
-                      loss=loss, lr=lr, throughput=tput, memory=mem, log=log, runs=table, run_picker=run_picker,
-                      compare=compare, refresh=refresh, preset_name=preset_name, save_preset=save_preset,
-                      timer=timer)
+                      plots=plots, log=log, runs=table, run_picker=run_picker, compare=compare, refresh=refresh,
+                      preset_name=preset_name, save_preset=save_preset, timer=timer, state=state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,8 +117,7 @@ def build(state: gr.State) -> TrainPanel:
 def chart_updates(p: TrainPanel, watch: Watch) -> dict:
     series = watch.current.series if watch.current else None
     overlays = [(name, f.series) for name, f in watch.overlays.items()]
-    return {p.loss: charts.loss_figure(series, overlays), p.lr: charts.lr_figure(series),
-            p.throughput: charts.throughput_figure(series), p.memory: charts.memory_figure(series)}
+    return {p.plots[c.name]: charts.figure(c, series, overlays) for c in CHARTS}
 
 
 def status_updates(p: TrainPanel, watch: Watch) -> dict:
@@ -110,12 +125,8 @@ def status_updates(p: TrainPanel, watch: Watch) -> dict:
     if cur is None:
         return {p.progress: progress.progress_html(None, None), p.failure: ""}
     alive = worker_alive(cur.run_dir)
-    s = cur.series
-    if not alive and not s.ended and not s.error and (s.last_t is None or s.status != "unknown"):
-        summary = runs.summarize(cur.run_dir)  # the worker is gone without an end event: say why, once
-        if summary is not None and summary.status in ("failed", "stopped", "finished"):
-            s.status, s.error = summary.status, summary.reason
-    return {p.progress: progress.progress_html(cur.name, s, alive=alive), p.failure: progress.failure_markdown(s)}
+    return {p.progress: progress.progress_html(cur.name, cur.series, alive=alive),
+            p.failure: progress.failure_markdown(cur.series, alive=alive)}
 
 
 def runs_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
@@ -135,9 +146,8 @@ def attach(watch: Watch, run_dir: Optional[Path]) -> Watch:
         return dataclasses.replace(watch, current=None)
     follower = RunFollower.of(run_dir)
     follower.poll()
-    watch = dataclasses.replace(watch, current=follower,
-                                overlays={k: v for k, v in watch.overlays.items() if k != follower.name})
-    return watch
+    return dataclasses.replace(watch, current=follower,
+                               overlays={k: v for k, v in watch.overlays.items() if k != follower.name})
 
 
 def panel_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
@@ -146,138 +156,144 @@ def panel_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Handlers
+# Handlers: values in, updates out
 # ---------------------------------------------------------------------------------------------
 
-def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
-    state = form.state
-    everything = [*form.outputs, watch_state, p.message, p.progress, p.failure, p.loss, p.lr, p.throughput,
-                  p.memory, p.log, p.runs, p.run_picker, p.compare]
-
-    def on_start(st: S.RunState, watch: Watch) -> dict:
-        try:
-            new = S.start(st)
-        except C.ConfigError as e:
-            items = "\n".join(f"- {x}" for x in e.problems)
-            return {p.message: f"**Not started: the settings have problems.**\n{items}"}
-        except launcher.DataProblems as e:
-            return {p.message: "**Not started.** The data has problems; fix them (the Dataset tab shows each row) "
-                               "and Start again:\n" + "\n".join(_bullets(x) for x in e.problems)}
-        except launcher.LaunchError as e:
-            return {p.message: f"**Not started.** {e}"}
-        watch = attach(watch, Path(new.run_dir))
-        return {state: new, watch_state: watch, p.message: f"Started **{Path(new.run_dir).name}**.",
-                **panel_updates(p, new, watch)}
-
-    def on_stop(st: S.RunState, watch: Watch) -> dict:
-        if S.stop(st):
-            return {p.message: "Stopping: the worker saves a checkpoint, then exits. **Resume** continues from it."}
-        return {p.message: "Nothing to stop: the run shown is not running."}
-
-    def on_resume(st: S.RunState, watch: Watch) -> dict:
-        try:
-            S.resume(st)
-        except launcher.LaunchError as e:
-            return {p.message: f"**Not resumed.** {e}"}
-        return {p.message: f"Resuming **{Path(st.run_dir).name}** from its last checkpoint.",
-                **status_updates(p, watch)}
-
-    def on_tick(st: S.RunState, watch: Watch) -> dict:
-        cur = watch.current
-        if cur is None:
-            return {p.message: gr.skip()}  # not {}: Gradio reads an empty dict as one value for 93 outputs
-        before = cur.series.status
-        out: dict[Any, Any] = {}
-        if watch.poll():
-            out.update(chart_updates(p, watch))
-            live = runs_table.with_live_row(watch.table, cur.name, cur.series)
-            if live != watch.table:
-                watch.table = live
-                out[p.runs] = live
-        out.update(status_updates(p, watch))
-        log = cur.log_tail()
-        if log is not None:
-            out[p.log] = log
-        if cur.series.status != before and cur.series.status in ("running", "finished", "stopped", "failed"):
-            out.update(runs_updates(p, st, watch))
-        return out
-
-    def on_pick(name: Optional[str], st: S.RunState, watch: Watch) -> dict:
-        if not name:
-            return {p.message: gr.skip()}
-        try:
-            run_dir = runs.run_path(S.saves_path(st), name)
-        except ValueError as e:
-            return {p.message: f"**Not shown.** {e}"}
-        new = S.watching(st, run_dir)
-        try:
-            cfg = C.load(run_dir / "config.yaml", check_files=False)
-            new = S.with_config(new, C.replace(cfg, "output.run_name", ""), str(run_dir / "config.yaml"))
-            note = f"Showing **{name}**; its settings are loaded into the tabs."
-        except C.ConfigError as e:
-            note = f"Showing **{name}**; its config could not be loaded: {'; '.join(e.problems)}"
-        watch = attach(watch, run_dir)
-        return {**form.render(new), watch_state: watch, p.message: note, **panel_updates(p, new, watch)}
-
-    def on_compare(names: list[str], st: S.RunState, watch: Watch) -> dict:
-        saves = S.saves_path(st)
-        names = [n for n in names or [] if n in watch.overlays or runs.inside(saves, saves / str(n))]
-        keep = {n: watch.overlays.get(n) or RunFollower.of(saves / n) for n in names}
-        for f in keep.values():
-            f.poll()
-        watch = dataclasses.replace(watch, overlays=keep)
-        return {watch_state: watch, **chart_updates(p, watch)}
-
-    def on_refresh(st: S.RunState, watch: Watch) -> dict:
-        return runs_updates(p, st, watch)
-
-    def on_save_preset(name: str, st: S.RunState) -> dict:
-        try:
-            path = presets.save(st.config, name or "")
-        except C.ConfigError as e:
-            return {p.message: f"**Not saved.** {'; '.join(e.problems)}"}
-        new = dataclasses.replace(st, source=str(path))
-        return {**form.render(new, old=st), p.message: f"Saved preset **{path.stem}** ({path})."}
-
-    common = dict(show_progress="hidden")
-    p.start.click(on_start, [state, watch_state], everything, concurrency_id="launch", **common)
-    p.stop.click(on_stop, [state, watch_state], [p.message], concurrency_id="launch", **common)
-    p.resume.click(on_resume, [state, watch_state], [p.message, p.progress, p.failure], concurrency_id="launch",
-                   **common)
-    p.timer.tick(on_tick, [state, watch_state], everything, concurrency_limit=None, **common)
-    p.run_picker.input(on_pick, [p.run_picker, state, watch_state], everything, **common)
-    p.compare.input(on_compare, [p.compare, state, watch_state], [watch_state, p.loss, p.lr, p.throughput,
-                                                                   p.memory], **common)
-    p.refresh.click(on_refresh, [state, watch_state], [p.runs, p.run_picker, p.compare], api_name="runs_refresh", **common)
-    p.save_preset.click(on_save_preset, [p.preset_name, state], [*form.outputs, p.message], **common)
+def on_start(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
+    try:
+        new = S.start(st)
+    except C.ConfigError as e:
+        items = "\n".join(f"- {x}" for x in e.problems)
+        return {p.message: f"**Not started: the settings have problems.**\n{items}"}
+    except launcher.DataProblems as e:
+        return {p.message: "**Not started.** The data has problems; fix them (the Dataset tab shows each row) "
+                           "and Start again:\n" + "\n".join(_bullets(x) for x in e.problems)}
+    except launcher.LaunchError as e:
+        return {p.message: f"**Not started.** {e}"}
+    watch = attach(watch, Path(new.run_dir))
+    return {p.state: new, p.watch: watch, p.message: f"Started **{Path(new.run_dir).name}**.",
+            **panel_updates(p, new, watch)}
 
 
-def on_page_load(p: TrainPanel, form: ConfigForm, watch_state: gr.State, saves: str, tabs: gr.Tabs):
+def on_stop(p: TrainPanel, st: S.RunState) -> dict:
+    if S.stop(st):
+        return {p.message: "Stopping: the worker saves a checkpoint, then exits. **Resume** continues from it."}
+    return {p.message: "Nothing to stop: the run shown is not running."}
+
+
+def on_resume(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
+    try:
+        S.resume(st)
+    except launcher.LaunchError as e:
+        return {p.message: f"**Not resumed.** {e}"}
+    return {p.message: f"Resuming **{Path(st.run_dir).name}** from its last checkpoint.", **status_updates(p, watch)}
+
+
+def on_tick(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
+    cur = watch.current
+    if cur is None:
+        return {p.message: gr.skip()}  # not {}: Gradio reads an empty dict as one value for every output
+    before = cur.series.status
+    out: dict[Any, Any] = {}
+    if watch.poll():
+        out.update(chart_updates(p, watch))
+        live = runs_table.with_live_row(watch.table, cur.name, cur.series)
+        if live != watch.table:
+            watch.table = live
+            out[p.runs] = live
+    out.update(status_updates(p, watch))
+    log = cur.log_tail()
+    if log is not None:
+        out[p.log] = log
+    if cur.series.status != before and cur.series.status in ("running", "finished", "stopped", "failed"):
+        out.update(runs_updates(p, st, watch))
+    return out
+
+
+def on_pick(p: TrainPanel, name: Optional[str], st: S.RunState, watch: Watch) -> dict:
+    if not name:
+        return {p.message: gr.skip()}
+    try:
+        run_dir = runs.run_path(S.saves_path(st), name)
+    except ValueError as e:
+        return {p.message: f"**Not shown.** {e}"}
+    new = S.watching(st, run_dir)
+    try:
+        cfg = C.load(run_dir / "config.yaml", check_files=False)
+        new = S.with_config(new, C.replace(cfg, "output.run_name", ""), str(run_dir / "config.yaml"))
+        note = f"Showing **{name}**; its settings are loaded into the tabs."
+    except C.ConfigError as e:
+        note = f"Showing **{name}**; its config could not be loaded: {'; '.join(e.problems)}"
+    watch = attach(watch, run_dir)
+    return {**p.form.render(new), p.watch: watch, p.message: note, **panel_updates(p, new, watch)}
+
+
+def on_compare(p: TrainPanel, names: list[str], st: S.RunState, watch: Watch) -> dict:
+    saves = S.saves_path(st)
+    names = [n for n in names or [] if n in watch.overlays or runs.inside(saves, saves / str(n))]
+    keep = {n: watch.overlays.get(n) or RunFollower.of(saves / n) for n in names}
+    for f in keep.values():
+        f.poll()
+    watch = dataclasses.replace(watch, overlays=keep)
+    return {p.watch: watch, **chart_updates(p, watch)}
+
+
+def on_refresh(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
+    return runs_updates(p, st, watch)
+
+
+def on_save_preset(p: TrainPanel, name: str, st: S.RunState) -> dict:
+    try:
+        path = presets.save(st.config, name or "")
+    except C.ConfigError as e:
+        return {p.message: f"**Not saved.** {'; '.join(e.problems)}"}
+    new = dataclasses.replace(st, source=str(path))
+    return {**p.form.render(new, old=st), p.message: f"Saved preset **{path.stem}** ({path})."}
+
+
+def on_page_load(p: TrainPanel, saves: str, tabs: gr.Tabs, st: S.RunState, watch: Watch) -> dict:
     """A fresh page (or a second browser) re-attaches to the run that is going, or shows the latest one."""
-    def load(st: S.RunState, watch: Watch) -> dict:
-        fresh = S.initial(saves)
-        active = S.active_run(fresh)
-        if active is not None:
-            try:
-                cfg = C.load(active / "config.yaml", check_files=False)
-                fresh = S.with_config(fresh, C.replace(cfg, "output.run_name", ""), str(active / "config.yaml"))
-            except C.ConfigError:
-                pass
-            target: Optional[Path] = active
-            note = f"Re-attached to **{active.name}**, which is running."
-            shown = {tabs: gr.Tabs(selected=TAB_ID)}
-        else:
-            found = runs_table.find(S.saves_path(fresh))
-            target = found[0].path if found else None
-            note = ""
-            shown = {}
-        fresh = S.watching(fresh, target)
-        watch = attach(Watch(), target)
-        if active is not None and watch.current is not None and watch.current.series.ended:
-            note, shown = "", {}  # it was just ending: its worker outlived its last event by a moment
-        return {**form.render(fresh), watch_state: watch, p.message: note, **panel_updates(p, fresh, watch),
-                **shown}
-    return load
+    fresh = S.initial(saves)
+    active = S.active_run(fresh)
+    if active is not None:
+        try:
+            cfg = C.load(active / "config.yaml", check_files=False)
+            fresh = S.with_config(fresh, C.replace(cfg, "output.run_name", ""), str(active / "config.yaml"))
+        except C.ConfigError:
+            pass
+        target: Optional[Path] = active
+        note = f"Re-attached to **{active.name}**, which is running."
+        shown = {tabs: gr.Tabs(selected=TAB_ID)}
+    else:
+        found = runs_table.find(S.saves_path(fresh))
+        target = found[0].path if found else None
+        note = ""
+        shown = {}
+    fresh = S.watching(fresh, target)
+    watch = attach(Watch(), target)
+    if active is not None and watch.current is not None and watch.current.series.ended:
+        note, shown = "", {}  # it was just ending: its worker outlived its last event by a moment
+    return {**p.form.render(fresh), p.watch: watch, p.message: note, **panel_updates(p, fresh, watch), **shown}
+
+
+def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
+    p.watch, p.form = watch_state, form
+    state, everything, common = p.state, p.everything, dict(show_progress="hidden")
+    p.start.click(partial(on_start, p), [state, watch_state], everything, concurrency_id="launch", **common)
+    p.stop.click(partial(on_stop, p), [state], [p.message], concurrency_id="launch", **common)
+    p.resume.click(partial(on_resume, p), [state, watch_state], [p.message, p.progress, p.failure],
+                   concurrency_id="launch", **common)
+    p.timer.tick(partial(on_tick, p), [state, watch_state], everything, concurrency_limit=None, **common)
+    p.run_picker.input(partial(on_pick, p), [p.run_picker, state, watch_state], everything, **common)
+    p.compare.input(partial(on_compare, p), [p.compare, state, watch_state], [watch_state, *p.plots.values()],
+                    **common)
+    p.refresh.click(partial(on_refresh, p), [state, watch_state], [p.runs, p.run_picker, p.compare],
+                    api_name="runs_refresh", **common)
+    p.save_preset.click(partial(on_save_preset, p), [p.preset_name, state], [*form.outputs, p.message], **common)
+
+
+def page_load_outputs(p: TrainPanel, tabs: gr.Tabs) -> list[Any]:
+    return [*p.everything, tabs]
 
 
 def _bullets(problem: str) -> str:

@@ -32,32 +32,39 @@ MERGES_AWAY = ("lora", "qlora", "adalora", "ia3", "full", "freeze")
 
 @dataclass
 class LoraSection:
-    rank: int = F(8, "LoRA rank r: size of the low-rank update. Higher learns more, costs more.", min=1, max=1024)
+    rank: int = F(8, "LoRA rank r: size of the low-rank update. Higher learns more, costs more.", min=1, max=1024,
+                  label="LoRA rank", widget="slider", step=1)
     alpha: float = F(16.0, "LoRA alpha: the update is scaled by alpha / rank (alpha / sqrt(rank) with rsLoRA).",
-                     min=0.0)
-    dropout: float = F(0.0, "Dropout on the LoRA input during training.", min=0.0, max=0.9)
+                     min=0.0, max=2048.0, label="LoRA alpha", widget="slider", step=1)
+    dropout: float = F(0.0, "Dropout on the LoRA input during training.", min=0.0, max=0.9, label="LoRA dropout",
+                       widget="slider", step=0.01)
     targets: Union[str, list[str]] = F("all",
                                        "Modules to adapt: 'all' = every linear layer of the model except the "
-                                       "output head, or a list of module names such as [q_proj, v_proj].")
+                                       "output head, or a list of module names such as [q_proj, v_proj].",
+                                       label="LoRA target modules", widget="names")
     use_rslora: bool = F(False, "rsLoRA: scale by alpha / sqrt(rank) instead of alpha / rank, so high ranks "
-                                "keep learning (helps from rank ~32 up).")
+                                "keep learning (helps from rank ~32 up).", label="rsLoRA")
     use_dora: bool = F(False, "DoRA: split each weight into magnitude and direction and adapt both; closer to "
-                              "full fine-tuning at the same rank, ~1.5-2x slower to train. Merges away.")
+                              "full fine-tuning at the same rank, ~1.5-2x slower to train. Merges away.", label="DoRA")
     init: Literal["default", "gaussian", "pissa"] = F(
         "default", "How the adapter starts. default: B = 0 (starts as the base model); gaussian: the same with "
                    "Gaussian A; pissa: A and B from the weight's top singular vectors, which often converges "
-                   "faster (the saved adapter is converted so it loads on the original base).")
+                   "faster (the saved adapter is converted so it loads on the original base).",
+        label="LoRA initialisation")
     loraplus_lr_ratio: float = F(0.0, "LoRA+: train the B matrices this many times faster than A (16 is the "
-                                      "paper's choice). 0 = off.", min=0.0, max=1000.0)
+                                      "paper's choice). 0 = off.", min=0.0, max=1000.0,
+                                  label="LoRA+ learning-rate ratio (B over A)")
 
 
 @dataclass
 class QuantSection:
     type: Literal["nf4", "fp4"] = F("nf4", "4-bit number format for QLoRA: nf4 (normal float, best for "
-                                           "normally distributed weights) or fp4.")
-    double_quant: bool = F(True, "Quantise the quantisation constants too: saves ~0.4 bits per weight.")
+                                           "normally distributed weights) or fp4.", label="4-bit type")
+    double_quant: bool = F(True, "Quantise the quantisation constants too: saves ~0.4 bits per weight.",
+                           label="double quantisation")
     compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = F(
-        "auto", "Precision the 4-bit weights are unpacked to for matrix products. auto = model.dtype.")
+        "auto", "Precision the 4-bit weights are unpacked to for matrix products. auto = model.dtype.",
+        label="4-bit compute dtype")
 
 
 @dataclass
@@ -73,7 +80,8 @@ class AdaLoraSection:
 @dataclass
 class IA3Section:
     targets: Union[str, list[str]] = F("all", "IA3: modules whose activations are rescaled. 'all' = the "
-                                              "attention keys / values and the feed-forward output layer.")
+                                              "attention keys / values and the feed-forward output layer.",
+                                      label="IA3 target modules", widget="names")
 
 
 @dataclass
@@ -89,7 +97,7 @@ class PromptLearningSection:
 @dataclass
 class BottleneckSection:
     size: int = F(64, "Bottleneck adapter width: hidden -> size -> hidden, after each block.", min=1,
-                  max=65536)
+                  max=65536, label="bottleneck size")
     placement: Literal["both", "attention", "ffn"] = F(
         "both", "Where adapters sit: after attention and after the feed-forward block (Houlsby), or one only "
                 "(Pfeiffer-style ffn).")
@@ -97,17 +105,19 @@ class BottleneckSection:
 
 @dataclass
 class FreezeSection:
-    trainable_layers: int = F(2, "Freeze tuning: train only the last N transformer layers.", min=1)
+    trainable_layers: int = F(2, "Freeze tuning: train only the last N transformer layers.", min=1,
+                              label="trainable layers")
     trainable_modules: list[str] = F([], "Freeze tuning: inside those layers train only parameters whose "
-                                         "name contains one of these (e.g. [mlp]); empty = whole layers.")
+                                         "name contains one of these (e.g. [mlp]); empty = whole layers.",
+                                     widget="names")
     extra_modules: list[str] = F([], "Freeze tuning: also train these modules outside the layers "
-                                     "(e.g. [embed_tokens, norm]).")
+                                     "(e.g. [embed_tokens, norm]).", widget="names")
 
 
 @dataclass
 class PreferenceSection:
     beta: float = F(0.1, "DPO / KTO / SimPO: how far the policy may move from the reference (higher = "
-                         "stays closer). ORPO: weight of the odds-ratio term.", min_exclusive=0.0)
+                         "stays closer). ORPO: weight of the odds-ratio term.", min_exclusive=0.0, label="beta")
     dpo_loss: Literal["sigmoid", "ipo", "hinge", "robust"] = F(
         "sigmoid", "DPO loss: sigmoid (the paper's), ipo, hinge, or robust (tolerates flipped labels).")
     simpo_gamma: float = F(0.5, "SimPO: target reward margin between chosen and rejected.", min=0.0)
@@ -125,7 +135,7 @@ class MethodConfig:
                                "adalora: LoRA that moves rank to where it helps; ia3: learned rescaling "
                                "vectors (fewest weights); prefix / prompt / ptuning: trainable virtual tokens; "
                                "bottleneck: small adapter layers after each block; full: every weight trains; "
-                               "freeze: only the last layers train.")
+                               "freeze: only the last layers train.", widget="radio")
     lora: LoraSection = N(LoraSection, "LoRA / QLoRA settings.")
     quant: QuantSection = N(QuantSection, "QLoRA 4-bit settings.")
     adalora: AdaLoraSection = N(AdaLoraSection, "AdaLoRA settings.")

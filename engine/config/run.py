@@ -44,14 +44,17 @@ RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 class ModelConfig:
     name_or_path: str = F("smollm2-135m-instruct",
                           "The model to tune: a name from the model list, a local folder, or a hub id "
-                          "(e.g. Qwen/Qwen2.5-0.5B-Instruct; downloads need internet).")
+                          "(e.g. Qwen/Qwen2.5-0.5B-Instruct; downloads need internet).", label="Model")
     quantization: Quantization = F("none",
                                    "Load the frozen base weights quantised with bitsandbytes: 'none' keeps "
                                    "them at dtype; '8bit' halves their memory; '4bit' (NF4, double-quantised) "
-                                   "quarters it. QLoRA sets 4bit itself.")
+                                   "quarters it. QLoRA sets 4bit itself.", widget="radio",
+                                   choice_labels={"none": "none (16/32-bit)", "8bit": "8-bit (½ memory)",
+                                                  "4bit": "4-bit NF4 (¼ memory)"})
     dtype: DType = F("auto",
                      "Precision of weights and compute. 'auto' = bf16 on a GPU that supports it, fp16 on older "
-                     "GPUs, fp32 weights with bf16 compute on a CPU that multiplies bf16 natively, else fp32.")
+                     "GPUs, fp32 weights with bf16 compute on a CPU that multiplies bf16 natively, else fp32.",
+                     widget="radio")
     trust_remote_code: bool = F(False,
                                 "Run Python code that ships with a hub model. Only tick this for models you trust: "
                                 "the code runs with your user's rights.")
@@ -61,7 +64,7 @@ class ModelConfig:
 class DataConfig:
     datasets: list[str] = F(["identity"],
                             "Datasets to mix: bundled names (see data/), local files (.json/.jsonl/.csv/.parquet) "
-                            "or folders, or hub ids.")
+                            "or folders, or hub ids.", label="Datasets")
     format: DataFormat = F("auto",
                            "Dataset format. 'auto' detects it from the columns: alpaca (instruction/input/output), "
                            "sharegpt (conversations of from/value), messages (OpenAI role/content), preference "
@@ -78,11 +81,12 @@ class DataConfig:
     cutoff_len: int = F(1024, "Longest tokenised example, in tokens (prompt + response).", min=8, max=131072)
     on_long_rows: OnLongRows = F("truncate",
                                  "What to do with rows longer than cutoff_len: truncate them, drop them, or fail "
-                                 "the run before training.")
+                                 "the run before training.", widget="radio")
     on_bad_rows: OnBadRows = F("fail",
                                "What to do with empty rows and rows missing a needed field: fail before training "
-                               "(naming them), or drop them (counted in the data report).")
-    val_size: float = F(0.0, "Share of rows held out for eval loss (0 = none; e.g. 0.1 = 10%).", min=0.0, max=0.9)
+                               "(naming them), or drop them (counted in the data report).", widget="radio")
+    val_size: float = F(0.0, "Share of rows held out for eval loss (0 = none; e.g. 0.1 = 10%).", min=0.0, max=0.9,
+                        widget="slider", step=0.01)
     max_samples: Optional[int] = F(None, "Use at most this many rows from each dataset (empty = all).", min=1)
 
 
@@ -94,13 +98,14 @@ class TrainConfig:
     batch_size: int = F(4, "Examples per device per forward pass.", min=1, max=4096)
     grad_accum: int = F(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).",
                         min=1, max=4096)
-    scheduler: Scheduler = F("cosine", "Learning-rate schedule after warm-up.")
+    scheduler: Scheduler = F("cosine", "Learning-rate schedule after warm-up.", widget="radio")
     optimizer: Optimizer = F("adamw",
                              "adamw: AdamW with fp32 states (8 bytes per trainable weight); adamw_8bit: AdamW with "
                              "8-bit states (bitsandbytes, 2 bytes per weight); paged_adamw_8bit / paged_adamw: the "
                              "same with states paged to CPU memory on spikes (QLoRA's third part; CUDA only, on "
                              "CPU they run unpaged); adafactor: factored states, least memory; sgd: no states.")
-    warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=0.5)
+    warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=0.5,
+                            widget="slider", step=0.01)
     max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
     weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
     seed: int = F(42, "Random seed for data order and initialisation.", min=0)
@@ -121,7 +126,8 @@ class TrainConfig:
 
 @dataclass
 class OutputConfig:
-    run_name: str = F("", "Run folder name under saves_dir (letters, digits, . _ -). Empty = generated.")
+    run_name: str = F("", "Run folder name under saves_dir (letters, digits, . _ -). Empty = generated.",
+                      label="Run name")
     saves_dir: str = F("saves", "Folder that holds one sub-folder per run.")
 
 
@@ -136,10 +142,10 @@ class DistributedConfig:
                            "whole model and they average gradients (fastest when the model fits one GPU); fsdp: "
                            "weights, gradients and optimizer state sharded across GPUs (PyTorch FSDP2); "
                            "deepspeed_zero2: optimizer state and gradients sharded; deepspeed_zero3: weights "
-                           "sharded too (largest models; needs the deepspeed package).")
+                           "sharded too (largest models; needs the deepspeed package).", widget="radio")
     cpu_offload: bool = F(False, "Keep sharded optimizer state (and, for fsdp / zero3, weights) in CPU memory: "
                                  "fits bigger models, trains slower. fsdp and deepspeed only.")
-    backend: Backend = F("auto", "Communication backend: auto = nccl on GPUs, gloo on CPU.")
+    backend: Backend = F("auto", "Communication backend: auto = nccl on GPUs, gloo on CPU.", widget="radio")
     master_addr: str = F("127.0.0.1", "Address of the machine with node_rank 0 (several machines only).")
     master_port: int = F(29500, "Free TCP port on master_addr for the rendezvous (several machines only).",
                          min=1024, max=65535)

@@ -1,5 +1,5 @@
 """Chat templates: the tokenizer's own by default; built-in Jinja templates for base models without
-one. The template chosen for training is set on the tokenizer, which engine/train.py saves with the
+one. The template chosen for training is set on the tokenizer, which the training worker saves with the
 adapter / model, so chat (tokenizer.apply_chat_template) renders prompts exactly as training did.
 
 Light module (stdlib only): works on a transformers tokenizer and on data.light_tokenizer alike.

@@ -223,7 +223,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.export_worker", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m engine.export", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, type=Path, help="an export config YAML (engine.config.export)")
     a = ap.parse_args(argv)

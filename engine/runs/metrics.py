@@ -67,4 +67,5 @@ def split_rank(key: str) -> tuple[str, int]:
 
 def ranks(event: dict) -> list[int]:
     """The ranks whose readings an event carries (0 alone for a one-process run)."""
-    return sorted({split_rank(k)[1] for k in event if split_rank(k)[0] in BY_NAME and BY_NAME[split_rank(k)[0]].per_rank})
+    found = {split_rank(k) for k in event}
+    return sorted({r for name, r in found if name in BY_NAME and BY_NAME[name].per_rank})

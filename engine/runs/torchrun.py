@@ -93,12 +93,16 @@ def torchrun_args(cfg, node_rank: int | str | None = None, endpoint: str | None 
     return args + [f"--shutdown-timeout={SHUTDOWN_GRACE_S}"]
 
 
+def under_torchrun(python: str, torchrun: list[str], config_path: Path) -> list[str]:
+    """The unchanged training worker started by torchrun with these arguments of its own."""
+    return [python, "-m", "torch.distributed.run", *torchrun, "-m", "engine.train", "--config", str(config_path)]
+
+
 def launch_command(cfg, config_path: Path, python: str = sys.executable) -> list[str]:
     """The argv that runs the unchanged worker under torchrun on this machine (no shell). Each rank's output
     goes to the run's stdout.log with a `[default<rank>]:` prefix, and whole to rank-logs/.../<rank>/."""
     logs = Path(config_path).parent / "rank-logs"
-    return [python, "-m", "torch.distributed.run", *torchrun_args(cfg), "--tee=3", f"--log-dir={logs}",
-            "-m", "engine.train", "--config", str(config_path)]
+    return under_torchrun(python, [*torchrun_args(cfg), "--tee=3", f"--log-dir={logs}"], config_path)
 
 
 def worker_command(cfg, config_path: Path) -> list[str]:
@@ -106,7 +110,6 @@ def worker_command(cfg, config_path: Path) -> list[str]:
     if needs_launcher(cfg):
         return launch_command(cfg, config_path)
     return [sys.executable, "-m", "engine.train", "--config", str(config_path)]
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,10 +122,8 @@ SLURM_FILE = "slurm.sbatch"
 def torchrun_commands(cfg, config_path: Path, python: str = sys.executable) -> list[list[str]]:
     """One argv per node (node_rank 0 first): run each on its machine, in the repository folder."""
     d = cfg.distributed
-    return [[python, "-m", "torch.distributed.run",
-             *torchrun_args(cfg, node_rank=i, endpoint=f"{d.master_addr}:{d.master_port}"),
-             "-m", "engine.train", "--config", str(config_path)]
-            for i in range(d.nnodes)]
+    return [under_torchrun(python, torchrun_args(cfg, node_rank=i, endpoint=f"{d.master_addr}:{d.master_port}"),
+                           config_path) for i in range(d.nnodes)]
 
 
 def slurm_script(cfg, config_path: Path, repo: Path, python: str = sys.executable,
@@ -136,10 +137,8 @@ def slurm_script(cfg, config_path: Path, repo: Path, python: str = sys.executabl
     run = cfg.output.run_name or "whetstone"
     run_dir = Path(config_path).parent
     # Expanded on each node by that node's shell ($SLURM_NODEID differs per node), hence bash -c '...'.
-    per_node = [python, "-m", "torch.distributed.run",
-                *torchrun_args(cfg, node_rank="$SLURM_NODEID",
-                                           endpoint="$MASTER_ADDR:$MASTER_PORT", run_id="$SLURM_JOB_ID"),
-                "-m", "engine.train", "--config", str(config_path)]
+    args = torchrun_args(cfg, node_rank="$SLURM_NODEID", endpoint="$MASTER_ADDR:$MASTER_PORT", run_id="$SLURM_JOB_ID")
+    per_node = under_torchrun(python, args, config_path)
     inner = " ".join(a if a.startswith("--") and "$" in a else shlex.quote(a) for a in per_node)
     gpus = f"#SBATCH --gpus-per-node={d.nproc_per_node}\n" if d.backend != "gloo" else ""
     return f"""#!/bin/bash

@@ -1,6 +1,8 @@
-"""Training stages: which trainer runs, on which rows, with which arguments and collator. pt and sft use the Hugging Face Trainer on the
-rows engine.data builds; dpo, orpo, simpo, kto and rm use trl 1.x's trainers on prompt / chosen /
-rejected rows (rendered through the tokenizer's chat template by trl, as conversations).
+"""Training stages: which trainer runs, on which rows, with which arguments and collator.
+
+pt and sft use the Hugging Face Trainer on the rows engine.data.pipeline builds; dpo, orpo, simpo, kto
+and rm use trl 1.x's trainers on prompt / chosen / rejected rows from engine.data.pairs (rendered through
+the tokenizer's chat template by trl, as conversations).
 
 trl 1.x map: dpo -> trl.DPOTrainer; simpo -> trl.experimental.cpo.CPOTrainer (loss_type simpo,
 cpo_alpha 0); orpo -> trl.experimental.orpo.ORPOTrainer; kto -> trl.KTOTrainer (each pair becomes one
