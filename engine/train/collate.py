@@ -17,13 +17,14 @@ from engine.data.encode import IGNORE
 from engine.modeling.attention import varlen_attention
 
 
-def use_packing(setting: str) -> bool:
-    """train.packing: 'on' / 'off', or 'auto' = only where a variable-length kernel makes it pay. With
-    plain SDPA a packed row of N tokens attends over N x N (masked) instead of the rows' own squares:
-    measured on the 2-core CPU, 135M shape, batch 4, rows up to 256 tokens: 0.82x the padded step."""
+def use_packing(setting: str, dtype=None) -> bool:
+    """train.packing: 'on' / 'off', or 'auto' = only where a variable-length kernel makes it pay (CUDA, fp16 /
+    bf16 weights: flash-attn or torch's own varlen attention). With plain SDPA a packed row of N tokens
+    attends over N x N (masked) instead of the rows' own squares: measured on the 2-core CPU, 135M shape,
+    batch 4, rows up to 256 tokens: 0.82x the padded step."""
     if isinstance(setting, bool):
         return setting
-    return setting == "on" or (setting == "auto" and varlen_attention())
+    return setting == "on" or (setting == "auto" and varlen_attention(dtype))
 
 
 def _keep_mask(labels: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,7 @@ def padded(pad_id: int, trained_logits_only: bool = False):
             out["logits_to_keep"] = _keep_mask(labels)
         return out
 
+    collate.packed = False
     return collate
 
 
@@ -67,4 +69,5 @@ def packed(trained_logits_only: bool = False):
             out["logits_to_keep"] = _keep_mask(out["labels"])
         return out
 
+    collate.packed = True
     return collate
