@@ -42,7 +42,10 @@ WHEELS = {  # what travels, pinned (the versions CI uses here where the image la
     "typing-inspection": "0.4.5", "typing-extensions": "4.16.0",  # DeepSpeed's needs the image lacks
 }
 SDIST_WHEELS = {"deepspeed": "0.19.8"}  # no wheel on PyPI: built here, pure Python (ops compile at first use)
-IMAGE_STACK = {"transformers": "5.17.0", "huggingface-hub": "1.33.0", "accelerate": "1.15.0"}  # for --check only
+# --check only: the image's versions of what it has (seen there: transformers 5.17.0, huggingface_hub 1.33.0,
+# accelerate 1.15.0), and DeepSpeed's needs the image has but this machine's venv may lack (any version).
+IMAGE_STACK = ["transformers==5.17.0", "huggingface-hub==1.33.0", "accelerate==1.15.0", "einops", "msgpack",
+               "py-cpuinfo", "ninja"]
 MODEL_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "config.json",
                "generation_config.json", "special_tokens_map.json")
 
@@ -102,7 +105,7 @@ def check() -> int:
     run the acceptance script's dry run on that stack (CPU; liger needs triton and is only imported there)."""
     with tempfile.TemporaryDirectory() as tmp:
         stack = Path(tmp) / "stack"
-        download(IMAGE_STACK, stack)
+        pip("download", "--no-deps", "--only-binary=:all:", "-d", str(stack), *IMAGE_STACK)  # for this Python
         site = Path(tmp) / "site"
         whls = [str(w) for w in (GPU / "wheels").glob("*.whl") if not w.name.startswith(("multiprocess",
                                                                                            "pydantic_core"))]
