@@ -15,9 +15,7 @@ import importlib.util
 import torch
 from torch import nn
 
-# Architectures whose logits are exactly lm_head(hidden_states): the fused head is exact for them.
-PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2"})
-SHARDED_WEIGHTS = ("fsdp", "deepspeed_zero3")
+from engine.preflight.memory import PLAIN_HEAD_TYPES, SHARDED_WEIGHTS  # the estimate follows the same rule
 
 
 def available() -> bool:
