@@ -136,7 +136,8 @@ def speed(plan: dict, log: Log) -> dict:
                             "ratio": round(w["real_tokens_per_s"] / b["real_tokens_per_s"], 2),
                             "baseline_peak_gib": b["peak_mem_gib"], "whetstone_peak_gib": w["peak_mem_gib"],
                             "baseline_mfu": mfu(b, w["params"]), "whetstone_mfu": mfu(w, w["params"]),
-                            "attention": w.get("attention"), "packed": w.get("packed"), "liger": w.get("liger")})
+                            "attention": w.get("attention"), "packed": w.get("packed"), "liger": w.get("liger"),
+                            "varlen_calls": w.get("varlen_calls")})
     out["ok"] = all("ratio" in r for r in out["runs"])
     return out
 
@@ -191,8 +192,17 @@ def orchestrate(a) -> int:
     res = {"dry": a.dry_run, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "parts": {}}
     save = lambda: (out / "gpu_acceptance.json").write_text(json.dumps(res, indent=1, default=str))  # noqa: E731
 
+    only = set(a.only.split(",")) if a.only else None
+    if only and only & {"workers", "distributed", "oom"}:
+        only.add("models")  # their models come from it (already-made folders in --work are reused)
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     def part(name: str, fn, need: float):
         left = plan["deadline"] - time.time()
+        if not wanted(name):
+            return
         if left < need:
             res["parts"][name] = {"skipped": f"out of time ({left:.0f} s left, needs ~{need:.0f})"}
         else:
@@ -208,13 +218,14 @@ def orchestrate(a) -> int:
     part("kernels", lambda left: run_part("kernels", plan, plan_file, log, min(left, 240)), 20 if dry else 60)
     part("models", lambda left: run_part("models", plan, plan_file, log, min(left, 300)), 10 if dry else 90)
     t0, dist = time.time(), None
-    if plan["deadline"] - time.time() > (10 if dry else 120):  # the tiny-model tests run beside the workers
+    if wanted("distributed") and plan["deadline"] - time.time() > (10 if dry else 120):  # beside the workers
         dist = subprocess.Popen(pytest_cmd(plan, DIST_TESTS), cwd=REPO, env=child_env(plan), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     part("workers", lambda left: run_part("workers", plan, plan_file, log, left), 20 if dry else 120)
-    res["parts"]["distributed"] = finish_pytest(dist, plan, log, "distributed", t0) if dist else {
-        "skipped": "out of time"}
-    save()
+    if wanted("distributed"):
+        res["parts"]["distributed"] = finish_pytest(dist, plan, log, "distributed", t0) if dist else {
+            "skipped": "out of time"}
+        save()
 
     def oom(left):
         p = subprocess.Popen(pytest_cmd(plan, [OOM_TEST]), cwd=REPO, env=child_env(plan), text=True,
@@ -235,6 +246,8 @@ def main() -> int:
     ap.add_argument("--out", help="folder for gpu_acceptance.json and gpu_acceptance.log ($OUT on the GPU machine)")
     ap.add_argument("--work", help="scratch folder for models and runs (default: a new temporary folder)")
     ap.add_argument("--budget-s", type=float, default=500, help="stop starting parts after this many seconds")
+    ap.add_argument("--only", help="a re-run of some parts: comma-separated names (environment, kernels, models, "
+                                   "workers, distributed, oom, speed)")
     ap.add_argument("--part", help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -124,13 +124,15 @@ def kernels(plan: dict) -> dict:
     name = varlen.register(kernel=None if cuda else varlen.reference_kernel)  # CPU: the reference kernel
     model.set_attn_implementation(name)
     lvar, gvar = _loss_and_grads(model, packed, trained_positions_loss)
+    out["varlen_calls"] = dict(varlen.CALLS)  # every layer on the kernel, none on the SDPA fallback
     noise = max(_rel(gpad, g32), 1e-6)
     out.update(loss_fp32=round(l32, 5), loss_padded=round(lpad, 5), loss_packed_varlen=round(lvar, 5),
                grad_rel_err_padded_vs_fp32=noise, grad_rel_err_varlen_vs_padded=_rel(gvar, gpad),
                kernel="torch varlen_attn" if cuda else "reference (CPU)")
     tol_loss = 2e-2 if cuda else 1e-5
-    out["varlen_ok"] = abs(lvar - lpad) <= tol_loss * abs(lpad) and _rel(gvar, gpad) <= max(3 * noise, 2e-2 if cuda
-                                                                                             else 1e-4)
+    grad_tol = max(3 * noise, 2e-2) if cuda else 1e-4
+    out["varlen_ok"] = (varlen.CALLS["sdpa"] == 0 and abs(lvar - lpad) <= tol_loss * abs(lpad)
+                        and _rel(gvar, gpad) <= grad_tol)
     if cuda and "enable_gqa" not in varlen._torch_varlen()[1]:
         out["native_gqa_matches_repeat"] = _native_gqa_check()
     out["liger_ok"] = None

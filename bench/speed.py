@@ -48,7 +48,7 @@ def whetstone_run(a) -> dict:
     import hf_baseline as hb  # the peer's shapes, rows and timer: identical inputs
 
     from engine import config as C
-    from engine.modeling import liger
+    from engine.modeling import liger, varlen
     from engine.modeling.attention import packed_kernel
     from engine.modeling.load import cpu_has_native_bf16
     from engine.train import collate as batching
@@ -97,7 +97,8 @@ def whetstone_run(a) -> dict:
             "device": torch.cuda.get_device_name() if cuda else "cpu", "median_step_s": round(step_s, 4),
             "real_tokens_per_s": round(tokens_per_step / step_s), "peak_mem_gib": round(peak, 2),
             "wall_s": round(wall, 1), "params": n_params, "attention": model.config._attn_implementation,
-            "packed": collate.packed, "liger": " ".join(kernels + ["fused_linear_cross_entropy"] * (head is not None))}
+            "packed": collate.packed, "liger": " ".join(kernels + ["fused_linear_cross_entropy"] * (head is not None)),
+            "varlen_calls": dict(varlen.CALLS)}
 
 
 def mfu(row: dict, params: int) -> str:

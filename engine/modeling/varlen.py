@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 NAME = "whetstone_varlen"
 _override = None  # a kernel forced by register(kernel=...), used on any device and dtype
+CALLS = {"kernel": 0, "sdpa": 0}  # which path the attention calls took in this process (benchmarks report it)
 
 
 @dataclass
@@ -172,7 +173,9 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
     plain = (attention_mask is None or attention_mask.dim() == 2) and not kwargs.get("softcap") \
         and kwargs.get("sliding_window") is None and not kwargs.get("output_attentions")
     if kernel is None or lq != lk or not causal or (dropout and module.training) or not plain:
+        CALLS["sdpa"] += 1
         return _sdpa(module, query, key, value, attention_mask, dropout, scaling, causal, position_ids, **kwargs)
+    CALLS["kernel"] += 1
     bd = bounds(position_ids, attention_mask, b, lq, query.device)
     q = query.transpose(1, 2).reshape(b * lq, hq, d)
     k = key.transpose(1, 2).reshape(b * lk, key.shape[1], d)
