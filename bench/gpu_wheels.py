@@ -97,7 +97,9 @@ def travelling_bytes() -> int:
 
 COMMAND = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "
            ".gpu/wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit; "
-           "python3 bench/gpu_acceptance.py --out $OUT --budget-s 500")
+           "python3 bench/gpu_acceptance.py --out $OUT --work /tmp/whetstone-gpu --budget-s 480")
+RERUN = ("export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1; python3 bench/gpu_acceptance.py --out $OUT "
+         "--work /tmp/whetstone-gpu --budget-s 200 --only PARTS")
 
 
 def check() -> int:
@@ -140,6 +142,7 @@ def main() -> int:
         print("over the transfer budget: drop a wheel (deepspeed's first)", file=sys.stderr)
         return 1
     print(f"\non the GPU machine: carry [\".gpu\"] and run (timeout_s 600):\n  {COMMAND}")
+    print(f"a re-run of some parts at once on the still-warm machine (its models are reused):\n  {RERUN}")
     return check() if a.check else 0
 
 

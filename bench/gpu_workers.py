@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ def write_run(saves: Path, name: str, model_dir: str, data: Path, case: dict) ->
                      "gradient_checkpointing": case.get("gc", False)},
            "output": {"run_name": name, "saves_dir": str(saves)}}
     run_dir = saves / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # a re-run (--only workers) starts each run afresh
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     return run_dir / "config.yaml"
