@@ -29,6 +29,7 @@ CSS = """
 .ws-bar { margin-top: 8px; height: 8px; border-radius: 4px; background: #e5e7eb; overflow: hidden; }
 .ws-bar-fill { height: 100%; transition: width 0.5s; }
 .ws-muted { color: #6b7280; }
+.ws-note { margin-top: 6px; color: #92400e; font-size: 0.9rem; }
 .prose.ws-failure { border-left: 4px solid #dc2626; padding-left: 10px; }
 .ws-failure:empty, .ws-problems:empty, .ws-message:empty { display: none; }
 .ws-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }

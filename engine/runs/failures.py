@@ -6,7 +6,7 @@ from engine.config import RunConfig
 
 # Our own errors, whose messages already say what to do: shown as they are.
 OWN_ERRORS = ("ConfigError", "DataError", "ModelLoadError", "MethodError", "TemplateError", "EncodeError",
-              "QuantizationError")
+              "QuantizationError", "CheckpointsDamaged")
 
 
 # What the communication backends (gloo, NCCL) say when a peer process of a multi-process run is gone.
@@ -39,6 +39,9 @@ def explain(e: BaseException, cfg: RunConfig | None = None, tips: list[str] | No
         return ("The disk is full, or a file grew past the size this system allows, while writing: "
                 f"{msg.splitlines()[0][:200]}. Free some space (old runs in saves/, their checkpoints) or raise "
                 "the file-size limit, then Resume: the run continues from its last complete checkpoint.")
+    if name == "SafetensorError" or "error while deserializing header" in low:
+        return (f"A weights file is damaged (truncated or corrupt: {msg.splitlines()[0][:200]}). Copy it again, or "
+                "use another checkpoint of the run.")
     if isinstance(e, PermissionError):
         return f"Cannot write: {msg}. Check the permissions of the saves folder."
     if any(k in low for k in PEER_LOST):
