@@ -1,5 +1,5 @@
 """Starting, stopping and resuming training runs (DESIGN.md contract 3): one run at a time per saves
-folder, checked (settings, rows, this machine) before its folder is made. Light.
+folder, checked (settings, rows, disk space, this machine) before its folder is made. Light.
 
 The worker is started through engine.runs.processes.spawn from the run's written config.yaml, never
 through a shell, in its own process group so that Stop reaches every child and frees all their memory.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from engine import config as C
+from engine.preflight import disk
 from engine.runs import torchrun
 from engine.runs.paths import saves_dir
 from engine.runs.processes import WORKER_FILE, spawn, wait_for_exit, worker_alive, worker_info
@@ -120,6 +121,9 @@ def start(cfg: C.RunConfig) -> Path:
     problems = before_launch(cfg)
     if problems:  # a run that cannot train gets no folder
         raise DataProblems(problems)
+    no_room, _ = disk.check(cfg)  # what it will write against the free space
+    if no_room:
+        raise LaunchError(no_room)
     saves = saves_dir(cfg.output.saves_dir)
     with _saves_lock(saves):
         _refuse_while_busy(saves, "starting")

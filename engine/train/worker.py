@@ -79,9 +79,14 @@ def run(config_path: Path) -> int:
     except BaseException as e:  # the UI must always learn why a run ended
         message = explain(e, cfg)
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr)
-        events.error(message, traceback=tb[-4000:], exception=type(e).__name__)
-        events.status("failed", 0, reason=message)
+        try:  # the events first: on a full disk stdout.log may not take the traceback
+            events.error(message, traceback=tb[-4000:], exception=type(e).__name__)
+            events.status("failed", 0, reason=message)
+        finally:
+            try:
+                print(tb, file=sys.stderr)
+            except OSError:
+                pass
         return 1
     finally:
         events.close()
