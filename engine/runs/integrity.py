@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from engine.runs.store import checkpoints
+from engine.runs.store import checkpoints, weights_dir
 
 WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 TORCH_FILES = (".pt", ".pth", ".bin")
@@ -168,3 +168,21 @@ def set_aside(checkpoint: str | Path) -> Path:
         target = checkpoint.with_name(f"damaged-{checkpoint.name}-{n}")
     checkpoint.rename(target)
     return target
+
+
+def weights_problem(run_dir: str | Path, checkpoint: str = "") -> Optional[str]:
+    """Why a run's weights (final, or one checkpoint) cannot be loaded, naming the damaged files and the weights
+    to use instead; None when they are whole (or absent: the caller says that in its own words)."""
+    w = weights_dir(run_dir, checkpoint)
+    if w is None:
+        return None
+    found = problems(w)
+    if not found:
+        return None
+    instead = usable_instead(run_dir, exclude=checkpoint)
+    if checkpoint and weights_dir(run_dir) is not None and not problems(weights_dir(run_dir)):
+        instead = "the final weights"
+    what = checkpoint or f"final {w.name}"
+    return (f"{Path(run_dir).name}'s {what} is damaged ({', '.join(found)}): "
+            + (f"use {instead} instead." if instead else
+               "no other weights of this run are whole; copy the files back or train the run again."))
