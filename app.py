@@ -22,14 +22,15 @@ from engine import config as C
 from engine.runs import launcher
 from engine.runs.events import EVENTS_FILE, EventReader
 from engine.runs.paths import LOOPBACK, REPO
-from engine.runs.processes import worker_alive
+from engine.runs.processes import wait_for_exit, worker_alive
 from engine.runs.progress import Progress
 
 
-def _progress(run_dir: Path) -> int:
-    """Follow the worker's events with a terminal progress bar until it ends; Ctrl-C stops it cleanly."""
+def _progress(run_dir: Path, offset: int = 0) -> int:
+    """Follow the worker's events (from byte `offset`: a resume's own, not the last attempt's end) with a terminal
+    progress bar until it ends and its process has exited; Ctrl-C stops it cleanly."""
     from tqdm import tqdm
-    reader = EventReader(run_dir / EVENTS_FILE)
+    reader = EventReader(run_dir / EVENTS_FILE, offset)
     state = Progress()
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, desc=run_dir.name)
     try:
@@ -48,12 +49,18 @@ def _progress(run_dir: Path) -> int:
                     bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-")
                 elif kind == "data":
                     bar.write(data_summary(e))
+                elif kind == "warning":
+                    bar.write(f"warning: {e.get('message', '')}")
                 elif kind == "eval":
                     bar.write(f"step {e.get('step')}: eval_loss {e.get('eval_loss'):.4f}")
             if state.ended or not worker_alive(run_dir):
                 state.add(reader.read_new())  # drain what the worker wrote last
                 break
             time.sleep(0.5)
+        # Return only once the worker has exited (and freed its memory): the next command may start a run.
+        if not wait_for_exit(run_dir, launcher.EXIT_WAIT_S):
+            bar.write(f"The worker had not exited {launcher.EXIT_WAIT_S:.0f} s after its last event; ending it.")
+            launcher.stop(run_dir, grace_s=5, wait=True)
     except KeyboardInterrupt:
         bar.write("Stopping: saving a checkpoint (Ctrl-C again kills it)...")
         try:
@@ -98,17 +105,19 @@ def cmd_train(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     try:
         if a.resume:
+            events = Path(a.resume) / EVENTS_FILE
+            offset = events.stat().st_size if events.is_file() else 0
             run_dir = launcher.resume(a.resume)
         else:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
             cfg = C.load(a.config, a.overrides)
-            run_dir = launcher.start(cfg)  # refuses bad settings and bad rows before writing anything
+            run_dir, offset = launcher.start(cfg), 0  # refuses bad settings and bad rows before writing anything
     except (C.ConfigError, launcher.LaunchError) as e:
         print(str(e), file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}", flush=True)
-    return _progress(run_dir)
+    return _progress(run_dir, offset)
 
 
 def cmd_ui(argv: list[str]) -> int:

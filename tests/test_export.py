@@ -81,6 +81,12 @@ def test_merged_export_loads_with_plain_transformers_and_answers_like_base_plus_
             "Modelfile", "model.safetensors.index.json"} <= files
     assert len(list(out.glob("model-*.safetensors"))) > 1, "sharded at max_shard_size"
     assert not any(out.glob("*.bin")), "safetensors only"
+    # Every file follows the user's umask (0644 under 022), the weights too (safetensors alone wrote 0600).
+    mask = os.umask(0)
+    os.umask(mask)
+    for folder in (out, tiny_run / "adapter", tiny_run / "checkpoints" / "checkpoint-4"):
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()}
+        assert set(modes.values()) == {oct(0o666 & ~mask)}, (folder, modes)
     gen = json.loads((out / "generation_config.json").read_text())
     assert 2 in (gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]), \
         "stops at <|im_end|>"

@@ -90,17 +90,50 @@ def models_dir(tmp_path, tiny_model_dir) -> Path:
     return d
 
 
-@pytest.fixture
-def app(tmp_path, models_dir) -> Iterator[App]:
-    saves = tmp_path / "saves"
-    saves.mkdir()
-    a = App(saves, models_dir).start()
+def _serve(saves: Path, models: Path) -> Iterator[App]:
+    a = App(saves, models).start()
     yield a
     a.stop()
     from engine.runs import launcher
     for run in saves.iterdir():  # never leave a worker behind
         if run.is_dir():
             launcher.stop(run, grace_s=5, wait=True)
+
+
+@pytest.fixture
+def app(tmp_path, models_dir) -> Iterator[App]:
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    yield from _serve(saves, models_dir)
+
+
+def damaged_past_run(saves: Path, model: Path) -> Path:
+    """An older run, there before the app starts: it failed, and its one checkpoint was cut short (a bad copy)."""
+    from engine import config as C
+    from engine.runs.events import EventWriter
+    run = saves / "older-run"
+    ck = run / "checkpoints" / "checkpoint-2"
+    ck.mkdir(parents=True)
+    C.save(C.replace(C.replace(C.RunConfig(), "output.run_name", run.name), "model.name_or_path", str(model)),
+           run / "config.yaml")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}).encode()
+    (ck / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 100)
+    (ck / "adapter_config.json").write_text("{}")
+    (ck / "trainer_state.json").write_text('{"global_step": 2}')
+    w = EventWriter(run / "events.jsonl")
+    w.status("starting", 0)
+    w.status("failed", 2, reason="killed")
+    w.close()
+    return run
+
+
+@pytest.fixture
+def app_with_past_run(tmp_path, models_dir, tiny_model_dir) -> Iterator[App]:
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    damaged_past_run(saves, tiny_model_dir)
+    time.sleep(1.1)  # runs are listed newest first, by their first event's time
+    yield from _serve(saves, models_dir)
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +215,8 @@ def runs_table_text(page) -> str:
     return page.locator(".ws-runs").inner_text()
 
 
-def the_only_run(app: App) -> Path:
-    runs = [p for p in app.saves.iterdir() if p.is_dir() and not p.name.startswith(".")]
+def the_only_run(app: App, besides: tuple[str, ...] = ()) -> Path:
+    runs = [p for p in app.saves.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in besides]
     assert len(runs) == 1, runs
     return runs[0]
 
@@ -192,7 +225,9 @@ def the_only_run(app: App) -> Path:
 # Stories
 # ---------------------------------------------------------------------------------------------
 
-def test_a_user_trains_watches_the_loss_stops_and_finds_the_run_again(app, page, browser):
+def test_a_user_trains_watches_the_loss_stops_and_finds_the_run_again(app_with_past_run, page, browser):
+    """An older run (failed, its checkpoint damaged) is there when the app starts; the user trains a new one."""
+    app = app_with_past_run
     open_page(page, app.url)
     shot(page, "01-opened")
     pick(page, "Model", str(app.models / "tiny-llama"))
@@ -221,7 +256,7 @@ def test_a_user_trains_watches_the_loss_stops_and_finds_the_run_again(app, page,
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
     wait_for(lambda: run_status(page) in ("starting", "loading", "running"), "the run to start", 30, page)
-    run_dir = the_only_run(app)
+    run_dir = the_only_run(app, besides=("older-run",))
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert written["model"]["name_or_path"] == str(app.models / "tiny-llama")
     assert written["data"]["datasets"] == ["identity", "alpaca_demo"]
@@ -258,11 +293,27 @@ def test_a_user_trains_watches_the_loss_stops_and_finds_the_run_again(app, page,
     assert loss_points(page) == points
     shot(page, "07-reloaded")
 
-    # Chat and Export offer the run just trained (its stop checkpoint) without a refresh click.
+    # Chat and Export offer the run just trained (its stop checkpoint), not the older run the page showed
+    # when it loaded: a default is not a choice.
     for tab, field in (("Chat", ".ws-chat-run input"), ("Export", ".ws-export-run input")):
         go_to(page, tab)
         wait_for(lambda: page.locator(field).input_value().startswith(run_dir.name), f"{tab} to offer the run",
                  20, page)
+    # The older run picked on purpose: its damaged weights are named, in words, before any loading.
+    go_to(page, "Chat")
+    page.locator(".ws-chat-run input").click()
+    page.get_by_role("option", name="older-run · lora · failed (checkpoints only)", exact=True).click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(400)
+    page.locator(".ws-chat-load").click()
+    status = page.locator(".prose.ws-chat-status")
+    wait_for(lambda: "Could not load" in status.inner_text(), "the damaged checkpoint to be named", 20, page)
+    said = status.inner_text()
+    assert "older-run's checkpoint-2 is damaged (adapter_model.safetensors truncated" in said, said
+    assert "SafetensorError" not in said
+    go_to(page, "Export")  # the user's pick in Chat is theirs there; Export still offers the run just trained
+    assert page.locator(".ws-export-run input").input_value().startswith(run_dir.name)
+    shot(page, "07b-chat-damaged")
 
 
 def test_an_app_restart_during_a_run_finds_it_still_running(app, page):

@@ -82,10 +82,10 @@ def as_messages(history: list) -> list[dict]:
             if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
 
 
-def on_refresh(s: S.RunState, current: Optional[str]):
-    """The runs saved so far (the one just trained offered unless another is picked) and the worker's state."""
+def on_refresh(s: S.RunState, picked: Optional[dict]):
+    """The runs saved so far (the one just trained offered unless the user picked another) and the worker's state."""
     client = CHAT.client
-    return (*run_choices.refreshed(S.saves_path(s), current),
+    return (*run_choices.refreshed(S.saves_path(s), picked, s.run_dir),
             status_markdown(client.info if client else None, client))
 
 
@@ -202,10 +202,12 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
         clear = gr.Button("Clear", scale=1)
     stats = gr.Markdown(elem_classes=["ws-chat-stats"])
     info_state = gr.State({})
+    picked = gr.State({})  # the run and weights this user chose (a value the page showed is not a choice)
 
     kind.change(on_kind, [kind], [run, ckpt, base, merged], show_progress="hidden")
-    refresh.click(on_refresh, [state, run], [run, ckpt, status], show_progress="hidden")
-    run.input(run_choices.on_run, [run], [ckpt], show_progress="hidden")
+    refresh.click(on_refresh, [state, picked], [run, ckpt, status], show_progress="hidden")
+    run.input(run_choices.on_pick_run, [run], [ckpt, picked], show_progress="hidden")
+    ckpt.input(run_choices.on_pick_weights, [run, ckpt], [picked], show_progress="hidden")
     load.click(on_load, [kind, run, ckpt, base, merged, state], [status, info_state, side])
     unload.click(on_unload, None, [status, info_state])
     inputs = [msg, tuned_box, base_box, side, system, temperature, top_p, max_new, rep]
@@ -215,7 +217,7 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     clear.click(lambda: ([], [], ""), None, [tuned_box, base_box, stats], show_progress="hidden")
     side.change(lambda b: gr.update(visible=bool(b)), [side], [base_box], show_progress="hidden")
     run.focus(on_refresh_choices, [state], [run, status], show_progress="hidden")
-    tab.select(on_refresh, [state, run], [run, ckpt, status], show_progress="hidden")  # the run just trained
+    tab.select(on_refresh, [state, picked], [run, ckpt, status], show_progress="hidden")  # the run just trained
 
     evaluate_panel.build(state)
     return []

@@ -89,9 +89,9 @@ def on_stop():
     return "Export stopped; its temporary folder was removed."
 
 
-def on_tab(s: S.RunState, current: Optional[str]):
+def on_tab(s: S.RunState, picked: Optional[dict]):
     """Opening the tab offers the run just trained (unless the user picked another)."""
-    return run_choices.refreshed(S.saves_path(s), current)
+    return run_choices.refreshed(S.saves_path(s), picked, s.run_dir)
 
 
 def on_kind(k: str):
@@ -128,10 +128,12 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     prog = gr.HTML(progress_html(CURRENT.job), elem_classes=["ws-export-progress"])
     report = gr.Markdown(report_markdown(CURRENT.job), elem_classes=["ws-export-report"])
     timer = gr.Timer(1.0)
+    picked = gr.State({})  # the run and weights this user chose (a value the page showed is not a choice)
 
     run.focus(run_choices.on_focus, [state], [run], show_progress="hidden")
-    tab.select(on_tab, [state, run], [run, ckpt], show_progress="hidden")
-    run.input(run_choices.on_run, [run], [ckpt], show_progress="hidden")
+    tab.select(on_tab, [state, picked], [run, ckpt], show_progress="hidden")
+    run.input(run_choices.on_pick_run, [run], [ckpt, picked], show_progress="hidden")
+    ckpt.input(run_choices.on_pick_weights, [run, ckpt], [picked], show_progress="hidden")
     kind.change(on_kind, [kind], [dtype, ggufs], show_progress="hidden")
     go.click(on_go, [run, ckpt, kind, dtype, shard, ggufs, out, overwrite], [message, prog, report])
     stop.click(on_stop, None, [message])

@@ -69,8 +69,9 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
         parts.append(f"<span class='ws-stalled'>{html.escape(why)}</span>")
     elif series.detail and not series.error:
         parts.append(f"<span class='ws-muted'>{html.escape(series.detail)}</span>")
+    notes = "".join(f"<div class='ws-note'>⚠️ {html.escape(n)}</div>" for n in series.notes)
     return (f"<div class='ws-progress' data-status='{html.escape(status)}' data-step='{series.step}'>"
-            f"<div class='ws-progress-line'>{' '.join(parts)}</div>"
+            f"<div class='ws-progress-line'>{' '.join(parts)}</div>{notes}"
             f"<div class='ws-bar'><div class='ws-bar-fill' style='width:{pct:.1f}%;background:{color}'></div></div>"
             f"</div>")
 

@@ -35,14 +35,32 @@ def checkpoint_value(choice: str | None) -> str:
     return "" if choice in (None, "", FINAL) else choice
 
 
-def refreshed(saves: Path, current: Optional[str]) -> tuple[dict, dict]:
-    """Updates for a (run, weights) pair of dropdowns: the runs saved so far, keeping the user's pick if it
-    is still there, else the newest run (the one just trained), and that run's weights (final first)."""
+def _same(a: Optional[str], b: Optional[str]) -> bool:
+    return bool(a and b) and Path(a).resolve() == Path(b).resolve()
+
+
+def refreshed(saves: Path, picked: Optional[dict], offered: Optional[str] = None) -> tuple[dict, dict]:
+    """Updates for a (run, weights) pair of dropdowns. A value the page merely showed is not a choice: the run
+    the user picked (picked["run"], with picked["weights"] when they chose those too) is kept while it is there;
+    else the run this session trained or is watching (offered) when it has weights; else the newest run."""
+    picked = picked or {}
     choices = runs_with_weights(saves)
     values = [v for _, v in choices]
-    value = current if current in values else (values[0] if values else None)
+    mine = next((v for v in values if _same(v, picked.get("run"))), None)
+    value = mine or next((v for v in values if _same(v, offered)), values[0] if values else None)
     cps = checkpoint_choices(value)
-    return gr.update(choices=choices, value=value), gr.update(choices=cps, value=cps[0] if cps else None)
+    weights = picked.get("weights") if mine and picked.get("weights") in cps else (cps[0] if cps else None)
+    return gr.update(choices=choices, value=value), gr.update(choices=cps, value=weights)
+
+
+def on_pick_run(run_dir: Optional[str]):
+    """The user picked a run: its weights to choose from (final first), and the pick remembered."""
+    return on_run(run_dir), {"run": run_dir, "weights": None}
+
+
+def on_pick_weights(run_dir: Optional[str], weights: Optional[str]):
+    """The user picked weights (final or a checkpoint) of the run shown: both remembered as their choice."""
+    return {"run": run_dir, "weights": weights}
 
 
 def on_focus(st: S.RunState):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from engine import config as C
+from engine.preflight import disk
 from engine.runs import launcher
 from engine.runs.paths import PRESETS_DIR, saves_dir
 
@@ -73,7 +74,8 @@ def problems(state: RunState) -> list[str]:
         C.from_dict(C.to_dict(state.config))
     except C.ConfigError as e:
         return e.problems
-    return []
+    no_room, _ = disk.check(state.config)
+    return [no_room] if no_room else []
 
 
 TRUST_REMOTE_CODE_WARNING = ("model.trust_remote_code is on: Python files that ship with this model will run "
@@ -86,6 +88,9 @@ def warnings(state: RunState) -> list[str]:
     out = []
     if state.config.model.trust_remote_code:
         out.append(TRUST_REMOTE_CODE_WARNING)
+    _, tight = disk.check(state.config)
+    if tight:
+        out.append(tight)
     return out
 
 

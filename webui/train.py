@@ -271,8 +271,6 @@ def on_page_load(p: TrainPanel, saves: str, tabs: gr.Tabs, st: S.RunState, watch
         shown = {}
     fresh = S.watching(fresh, target)
     watch = attach(Watch(), target)
-    if active is not None and watch.current is not None and watch.current.series.ended:
-        note, shown = "", {}  # it was just ending: its worker outlived its last event by a moment
     return {**p.form.render(fresh), p.watch: watch, p.message: note, **panel_updates(p, fresh, watch), **shown}
 
 

@@ -48,16 +48,19 @@ class ChatSource:
             d = Path(self.run_dir)
             if not (d / "config.yaml").is_file():
                 return f"{self.run_dir!r} is not a run folder (no config.yaml)"
+            from engine.runs.integrity import weights_problem
             from engine.runs.store import weights_dir
             w = weights_dir(d, self.checkpoint)
             if w is None:
                 what = f"checkpoint {self.checkpoint!r}" if self.checkpoint else "a final adapter or model"
                 return f"run {d.name} has no {what} yet; finish (or checkpoint) the run first"
-            return None
+            return weights_problem(d, self.checkpoint)  # a truncated file, named, and what to use instead
         if self.kind == "merged":
             if not (Path(self.model) / "config.json").is_file():
                 return f"{self.model!r} is not a merged model folder (no config.json)"
-            return None
+            from engine.runs.integrity import problems
+            damaged = problems(self.model)
+            return f"{self.model!r} is damaged: {', '.join(damaged)}; export it again." if damaged else None
         if not self.model.strip():
             return "pick a base model"
         return None

@@ -65,6 +65,11 @@ class ExportConfig:
             p.append("run_dir: pick a run to export")
         elif not bad["run_dir"] and not (Path(self.run_dir) / "config.yaml").is_file():
             p.append(f"run_dir: {self.run_dir!r} is not a run folder (no config.yaml)")
+        elif not bad["run_dir"]:
+            from engine.runs.integrity import weights_problem
+            damaged = weights_problem(self.run_dir, self.checkpoint)
+            if damaged:
+                p.append(f"{'checkpoint' if self.checkpoint else 'run_dir'}: {damaged}")
         if not SHARD_RE.match(self.max_shard_size):
             p.append(f"max_shard_size: {self.max_shard_size!r} should look like 500MB or 2GB")
         if self.gguf and self.kind != "merged":

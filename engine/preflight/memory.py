@@ -135,6 +135,12 @@ def _weight_bytes(shape: ModelShape, cfg: C.RunConfig, dtype_bytes: float) -> fl
     return shape.total_params * dtype_bytes
 
 
+def optimizer_bytes(cfg: C.RunConfig, p_bytes: float) -> float:
+    """The optimizer's state per trainable weight, in bytes (p_bytes: the weight's own precision)."""
+    return {"adamw": 2 * p_bytes, "paged_adamw": 2 * p_bytes, "adamw_8bit": 2, "paged_adamw_8bit": 2,
+            "adafactor": 0.1 * p_bytes, "sgd": 0}[cfg.train.optimizer]
+
+
 def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, dtype_bytes: float | None = None,
              suggest: bool = True) -> Estimate:
     """The estimated peak GPU memory of a run (see the module docstring for the terms)."""
@@ -145,8 +151,7 @@ def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, 
     trainable = trainable_params(shape, cfg)
     in_model = ft in ("full", "freeze")  # trained in place at model precision; adapters are fp32
     p_bytes = dtype_bytes if in_model else 4
-    opt_bytes = {"adamw": 2 * p_bytes, "paged_adamw": 2 * p_bytes, "adamw_8bit": 2, "paged_adamw_8bit": 2,
-                 "adafactor": 0.1 * p_bytes, "sgd": 0}[t.optimizer]
+    opt_bytes = optimizer_bytes(cfg, p_bytes)
     seqs = t.batch_size * (2 if m.stage in PAIR_STAGES else 1)
     tokens = seqs * (cfg.data.cutoff_len + (m.prompt.num_virtual_tokens if ft in ("prefix", "prompt", "ptuning")
                                             else 0))

@@ -44,11 +44,40 @@ def fsync_tree(folder: Path) -> None:
         fsync_dir(Path(root))
 
 
+def umask() -> int:
+    """This process's umask (read from /proc, so it is never changed, even for a moment)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under `folder` the mode a plain open() / mkdir() would (0644 / 0755 under
+    the usual umask 022). Some writers (safetensors through a temporary file, tempfile.mkdtemp) leave 0600 /
+    0700, so one weights file of an output could not be read by the group or others while the rest could."""
+    mask = umask()
+    for root, dirs, names in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for n in names:
+            p = os.path.join(root, n)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~mask)
+
+
 def publish(src: Path, dst: Path, durable: bool = True) -> None:
     """Make the complete folder `src` appear as `dst` in one rename. An older `dst` is moved aside first and
     removed after, so `dst` is never missing for long and never half old, half new. durable=True flushes
-    every file to disk first (checkpoints: a power loss after the rename must not leave empty files)."""
+    every file to disk first (checkpoints: a power loss after the rename must not leave empty files). Its
+    files get the modes of the user's umask, like every other file a run writes."""
     src, dst = Path(src), Path(dst)
+    follow_umask(src)
     if durable:
         fsync_tree(src)
     old = None

@@ -36,9 +36,9 @@ class ChatError(RuntimeError):
 
 
 def training_run_alive(saves: Path) -> str:
-    """The name of a training run whose worker is alive in saves/, or ''."""
+    """The name of a training run at work in saves/, or ''."""
     for s in list_runs(saves):
-        if s.alive:
+        if s.going:
             return s.name
     return ""
 

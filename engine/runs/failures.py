@@ -6,7 +6,7 @@ from engine.config import RunConfig
 
 # Our own errors, whose messages already say what to do: shown as they are.
 OWN_ERRORS = ("ConfigError", "DataError", "ModelLoadError", "MethodError", "TemplateError", "EncodeError",
-              "QuantizationError")
+              "QuantizationError", "CheckpointsDamaged", "DiskFull")
 
 
 # What the communication backends (gloo, NCCL) say when a peer process of a multi-process run is gone.
@@ -35,10 +35,13 @@ def explain(e: BaseException, cfg: RunConfig | None = None, tips: list[str] | No
         return f"A package is missing: {mod}. Install it with `pip install {str(mod).split('.')[0]}` and start again."
     if isinstance(e, ImportError):
         return f"A package is missing or too old: {msg}. Run the README's install command again."
-    if _disk_full(e):
+    if is_disk_full(e):
         return ("The disk is full, or a file grew past the size this system allows, while writing: "
                 f"{msg.splitlines()[0][:200]}. Free some space (old runs in saves/, their checkpoints) or raise "
                 "the file-size limit, then Resume: the run continues from its last complete checkpoint.")
+    if name == "SafetensorError" or "error while deserializing header" in low:
+        return (f"A weights file is damaged (truncated or corrupt: {msg.splitlines()[0][:200]}). Copy it again, or "
+                "use another checkpoint of the run.")
     if isinstance(e, PermissionError):
         return f"Cannot write: {msg}. Check the permissions of the saves folder."
     if any(k in low for k in PEER_LOST):
@@ -64,6 +67,28 @@ def _memory_tips(cfg: RunConfig | None) -> list[str]:
     return tips
 
 
+class DiskFull(OSError):
+    """A save that did not fit, after its half-written files were removed: the message says how much it needed,
+    how much is free and the last complete checkpoint."""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def disk_full(what: str, needed: int, free: int, folder, last_checkpoint: str | None, at_least: bool = False) -> DiskFull:
+    """The error for a save that filled the disk. needed: what it takes (at_least: what was written before it
+    failed, so it needs more); free: what is free now that its half-written files are gone."""
+    last = (f"The last complete checkpoint is {last_checkpoint}: Resume continues from it once there is room."
+            if last_checkpoint else "There is no complete checkpoint yet: Resume starts over once there is room.")
+    e = DiskFull(f"The disk is full: writing {what} needed {'more than ' if at_least else 'about '}"
+                        f"{_size(needed)}, and {folder} has {_size(free)} free (its half-written files were "
+                        f"removed). {last} Free some space (old runs in saves/, their checkpoints) or lower "
+                        "train.save_total_limit.")
+    e.errno = 28  # ENOSPC, as the write that failed said
+    return e
+
+
 # ENOSPC (28), EFBIG (27), EDQUOT (122): the write failed for lack of room, not for a bug. torch.save,
 # safetensors and tokenizers wrap the OSError in their own exceptions, so their texts are matched too.
 _DISK_ERRNOS = {28, 27, 122}
@@ -71,7 +96,8 @@ _DISK_WORDS = ("no space left", "file too large", "filetoolarge", "storagefull",
                "os { code: 28", "os { code: 27", "file write failed", "unexpected pos")
 
 
-def _disk_full(e: BaseException) -> bool:
+def is_disk_full(e: BaseException) -> bool:
+    """The write failed for lack of room (or a file-size limit), whichever library wrapped the OSError."""
     seen = 0
     while e is not None and seen < 10:
         if getattr(e, "errno", None) in _DISK_ERRNOS:

@@ -1,5 +1,5 @@
 """Starting, stopping and resuming training runs (DESIGN.md contract 3): one run at a time per saves
-folder, checked (settings, rows, this machine) before its folder is made. Light.
+folder, checked (settings, rows, disk space, this machine) before its folder is made. Light.
 
 The worker is started through engine.runs.processes.spawn from the run's written config.yaml, never
 through a shell, in its own process group so that Stop reaches every child and frees all their memory.
@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Optional
 
 from engine import config as C
+from engine.preflight import disk
 from engine.runs import torchrun
 from engine.runs.paths import saves_dir
-from engine.runs.processes import WORKER_FILE, spawn, worker_alive
+from engine.runs.processes import WORKER_FILE, spawn, wait_for_exit, worker_alive, worker_info
 from engine.runs.store import inside, list_runs
 
 STOP_GRACE_S = 120.0  # SIGTERM first (the worker saves a checkpoint), SIGKILL after this
+EXIT_WAIT_S = 30.0    # a worker that has said its last word is waited for this long before a new run starts
 
 
 class LaunchError(RuntimeError):
@@ -57,10 +59,26 @@ def _saves_lock(saves: Path):
 
 
 def active_run(saves: Path) -> Optional[Path]:
+    """The run at work in saves/: its worker lives and has not said its last word (one fold of its events)."""
     for s in list_runs(saves):
-        if s.alive:
+        if s.going:
             return s.path
     return None
+
+
+def _refuse_while_busy(saves: Path, doing: str) -> None:
+    """Refuse while a run is going; wait (up to EXIT_WAIT_S) for runs that have ended but whose worker is
+    still exiting: it may still hold GPU memory, and a run started beside it could run out."""
+    found = list_runs(saves)
+    busy = next((s for s in found if s.going), None)
+    if busy is not None:
+        raise LaunchError(f"Run {busy.name!r} is still going; stop it before {doing} another.")
+    for s in found:
+        if s.alive and not wait_for_exit(s.path, EXIT_WAIT_S):
+            pid = (worker_info(s.path) or {}).get("pid")
+            raise LaunchError(f"Run {s.name!r} has {s.status}, but its worker (pid {pid}) has not exited "
+                              f"{EXIT_WAIT_S:.0f} s later and may still hold memory. Press Stop on that run "
+                              f"(or end pid {pid}), then try again.")
 
 
 def worker_command(config_path: Path) -> list[str]:
@@ -103,11 +121,12 @@ def start(cfg: C.RunConfig) -> Path:
     problems = before_launch(cfg)
     if problems:  # a run that cannot train gets no folder
         raise DataProblems(problems)
+    no_room, _ = disk.check(cfg)  # what it will write against the free space
+    if no_room:
+        raise LaunchError(no_room)
     saves = saves_dir(cfg.output.saves_dir)
     with _saves_lock(saves):
-        busy = active_run(saves)
-        if busy is not None:
-            raise LaunchError(f"Run {busy.name!r} is still going; stop it before starting another.")
+        _refuse_while_busy(saves, "starting")
         _check_machine(cfg)
         run_dir = create_run(cfg)
         _spawn(run_dir)
@@ -123,9 +142,7 @@ def resume(run_dir: str | Path) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise LaunchError(f"{run_dir} is not a run folder (no config.yaml).")
     with _saves_lock(run_dir.parent):
-        busy = active_run(run_dir.parent)
-        if busy is not None:
-            raise LaunchError(f"Run {busy.name!r} is still going; stop it before resuming another.")
+        _refuse_while_busy(run_dir.parent, "resuming")
         _check_machine(C.load(run_dir / "config.yaml", check_files=False))
         _spawn(run_dir)
     return run_dir

@@ -57,6 +57,7 @@ class Progress:
     epoch: Optional[float] = None
     eval_loss: Optional[float] = None               # the last eval loss
     eval_step: Optional[int] = None
+    notes: list[str] = field(default_factory=list)     # this attempt's warnings ("checkpoint-6 is damaged ...")
     checks: list[dict] = field(default_factory=list)   # exports: each verification's figures
     result: dict = field(default_factory=dict)         # the terminal status event's own fields
 
@@ -84,6 +85,8 @@ class Progress:
                 self.eval_loss, self.eval_step = float(e["eval_loss"]), int(step or 0)
             elif kind == "check":
                 self.checks.append(e)
+            elif kind == "warning" and e.get("message"):
+                self.notes.append(str(e["message"]))
             elif kind == "error":
                 self.error = str(e.get("message", ""))
                 self.traceback = str(e.get("traceback", "") or "")
@@ -97,6 +100,8 @@ class Progress:
         self.detail = f"{self.status} {what}" if what else str(reason or "")
         if _num(e.get("total_steps")):
             self.total_steps = int(e["total_steps"])
+        if self.status == "starting":
+            self.notes = []
         if self.status in ("starting", "loading"):
             self.error, self.traceback, self.result = "", "", {}
             if self.status == "starting" or self.attempt_t is None:
@@ -110,6 +115,16 @@ class Progress:
     def ended(self) -> bool:
         """The worker has said its last word for this attempt (a terminal status is final)."""
         return self.status in TERMINAL
+
+    def going(self, alive: bool, worker_started: Optional[float] = None) -> bool:
+        """Whether the run is at work: its worker lives and has not said its last word. A worker that has
+        (finished, stopped, failed) and is only exiting is not going; one started after that last word
+        (worker_started, from worker.json) is a new attempt, a resume that has not written yet, and is."""
+        if not alive:
+            return False
+        if not self.ended:
+            return True
+        return worker_started is not None and self.last_t is not None and worker_started > self.last_t
 
     def verdict(self, alive: bool, now: Optional[float] = None, grace_s: float = 0.0,
                 began: bool = False) -> tuple[str, str]:

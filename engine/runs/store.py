@@ -13,7 +13,7 @@ from typing import Optional
 import yaml
 
 from engine.runs.events import EVENTS_FILE, EventReader
-from engine.runs.processes import worker_alive
+from engine.runs.processes import worker_alive, worker_info
 from engine.runs.progress import Progress
 
 
@@ -31,7 +31,8 @@ class RunSummary:
     started: Optional[float] = None
     updated: Optional[float] = None
     reason: str = ""
-    alive: bool = False
+    alive: bool = False        # a worker process of this run lives
+    going: bool = False        # ... and has not said its last word (engine.runs.progress.Progress.going)
     checkpoints: list[str] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
 
@@ -90,6 +91,7 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
     events = run_dir / EVENTS_FILE
     prog = s.progress.add(EventReader(events).read_new())
     s.alive = worker_alive(run_dir)
+    s.going = prog.going(s.alive, (worker_info(run_dir) or {}).get("started")) if s.alive else False
     s.status, s.reason = prog.verdict(s.alive, began=events.exists())
     s.step, s.total_steps, s.final_loss = prog.step, prog.total_steps, prog.final_loss
     s.started, s.updated = prog.first_t, prog.last_t

@@ -1,6 +1,5 @@
 """`python -m engine.train`: runs engine.train.worker."""
-import sys
-
+from engine.runs.processes import exit_now
 from engine.train.worker import main
 
-sys.exit(main())
+exit_now(main())  # once its last word is written; no slow interpreter teardown

@@ -5,19 +5,35 @@ limit or a kill in the middle of a save leaves a half-written folder that looks 
 `atomic(TrainerClass)` saves into `checkpoints/.saving-checkpoint-N/checkpoint-N/`, flushes every
 file to disk, renames the folder to `checkpoints/checkpoint-N` (engine.runs.atomic.publish: one atomic
 rename on the same file system), and only then rotates old checkpoints away. A save that fails part-way
-leaves the previous checkpoints untouched; the next worker on the run sweeps the leftover `.saving-*`
-folder.
+leaves the previous checkpoints untouched and removes its own half-written folder at once (a full disk
+gets its room back, so the error event can be written); the next worker on the run sweeps any leftover
+`.saving-*` folder (a killed save).
 
 Heavy (transformers).
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from engine.runs.atomic import STAGING_PREFIX, publish
+from engine.runs.failures import disk_full, is_disk_full
+from engine.runs.store import checkpoints
+
+
+def tree_bytes(folder: Path) -> int:
+    """Bytes of the files under a folder (0 when it is gone)."""
+    total = 0
+    for root, _dirs, names in os.walk(folder):
+        for n in names:
+            try:
+                total += os.path.getsize(os.path.join(root, n))
+            except OSError:
+                pass
+    return total
 
 
 def sweep_staging(checkpoints_dir: Path) -> None:
@@ -52,6 +68,18 @@ def atomic(base_cls: type) -> type:
             self._staging_root = str(staging)
             try:
                 super()._save_checkpoint(model, trial)  # writes staging/checkpoint-N, file by file
+            except BaseException as e:
+                if self.args.should_save:
+                    room = Path(final_root)
+                    written = tree_bytes(staging)
+                    shutil.rmtree(staging, ignore_errors=True)  # first: the disk gets its room back
+                    if is_disk_full(e):
+                        last = checkpoints(room.parent)
+                        needed = tree_bytes(Path(last[-1])) if last else written
+                        raise disk_full(f"checkpoint-{self.state.global_step}", max(needed, written),
+                                        shutil.disk_usage(room).free, room,
+                                        Path(last[-1]).name if last else None, at_least=not last) from e
+                raise
             finally:
                 self._staging_root = None
             self.accelerator.wait_for_everyone()  # every rank's shards are written before the rename

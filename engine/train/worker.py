@@ -21,7 +21,7 @@ from engine import config as C
 from engine.runs.events import EVENTS_FILE, EventWriter
 from engine.runs.failures import explain
 from engine.runs.processes import WORKER_FILE, proc_start_time, write_worker_file
-from engine.runs.store import checkpoints
+from engine.runs import integrity
 from engine.train import ranks as distributed
 
 
@@ -43,11 +43,16 @@ def take_lock(run_dir: Path):
 def announce(run_dir: Path) -> None:
     """Name this process in the run's worker.json. Stop signals the process group: this worker's own, or
     that of torchrun (its parent) with every rank in it; never a group that merely contains us (a test
-    runner, a shell script)."""
-    pgid = os.getpgid(0) if os.getpgid(0) in (os.getpid(), os.getppid()) else None
-    write_worker_file(run_dir / WORKER_FILE, {
-        "pid": os.getpid(), "pgid": pgid, "proc_start": proc_start_time(os.getpid()), "started": time.time(),
-        "cmd": sys.argv, "world_size": distributed.world_size()})
+    runner, a shell script). Under torchrun the file also names torchrun ("launcher"): the run is over
+    when it, and so every rank, has exited."""
+    pgid, under_torchrun = os.getpgid(0), "TORCHELASTIC_RUN_ID" in os.environ
+    leader = under_torchrun and pgid == os.getppid()
+    info = {"pid": os.getpid(), "pgid": pgid if pgid == os.getpid() or leader else None,
+            "proc_start": proc_start_time(os.getpid()), "started": time.time(), "cmd": sys.argv,
+            "world_size": distributed.world_size()}
+    if leader:
+        info["launcher"] = {"pid": pgid, "proc_start": proc_start_time(pgid)}
+    write_worker_file(run_dir / WORKER_FILE, info)
 
 
 def run(config_path: Path) -> int:
@@ -74,12 +79,40 @@ def run(config_path: Path) -> int:
     except BaseException as e:  # the UI must always learn why a run ended
         message = explain(e, cfg)
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr)
-        events.error(message, traceback=tb[-4000:], exception=type(e).__name__)
-        events.status("failed", 0, reason=message)
+        try:  # the events first: on a full disk stdout.log may not take the traceback
+            events.error(message, traceback=tb[-4000:], exception=type(e).__name__)
+            events.status("failed", 0, reason=message)
+        finally:
+            try:
+                print(tb, file=sys.stderr)
+            except OSError:
+                pass
         return 1
     finally:
         events.close()
+
+
+class CheckpointsDamaged(RuntimeError):
+    """Every checkpoint of the run is damaged: the message names each damaged file."""
+
+
+def resume_from_whole_checkpoint(run_dir: Path, events: EventWriter) -> integrity.ResumePoint:
+    """The newest whole checkpoint to resume from. Damaged newer ones (truncated by a bad copy or a disk fault)
+    are skipped with a warning event that names their files, and moved aside (checkpoints/damaged-<name>);
+    when checkpoints exist but none is whole, the run fails, naming them."""
+    point = integrity.resume_point(run_dir)
+    if not point.skipped:
+        return point
+    if point.checkpoint is None:
+        raise CheckpointsDamaged(point.failure())
+    note = point.note()
+    print(f"warning: {note}", file=sys.stderr, flush=True)
+    if distributed.is_main():
+        events.write("warning", 0, message=note + " (moved aside to checkpoints/damaged-*)",
+                     damaged=[name for name, _ in point.skipped])
+        for name, _ in point.skipped:
+            integrity.set_aside(run_dir / "checkpoints" / name)
+    return point
 
 
 def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
@@ -96,6 +129,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     from engine.train.output import save_final
 
     set_seed(cfg.train.seed)
+    point = resume_from_whole_checkpoint(run_dir, events)  # before any loading: a run that cannot resume says so
     distributed.prepare_rank()
     if distributed.is_main() and (note := distributed.mismatch_note(cfg)):
         print(note, file=sys.stderr, flush=True)
@@ -152,11 +186,11 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     stopper = StopOnSignal(flag)
     trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
                                    [EventsCallback(events, run_dir), stopper], collate, loss_func)
-    ckpts = checkpoints(run_dir)
-    resume_from = ckpts[-1] if ckpts else None
+    resume_from = str(point.checkpoint) if point.checkpoint else None
     if resume_from:
         print(f"resuming from {resume_from}", flush=True)
-        events.status("loading", 0, what="resuming", checkpoint=Path(resume_from).name)
+        events.status("loading", 0, what="resuming", checkpoint=point.checkpoint.name,
+                      skipped=[name for name, _ in point.skipped])
     trainer.train(resume_from_checkpoint=resume_from)
     step = trainer.state.global_step
     if stopper.stopped_at is not None:
