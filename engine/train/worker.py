@@ -121,7 +121,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     model = models.load_model(cfg, path)
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
-    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
+    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir,
+                          tokenizer=tokenizer)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
