@@ -232,6 +232,10 @@ def method_problems(cfg) -> list[str]:
                  "qlora, full or freeze")
     if ft == "ptuning_v2" and (why := layer_choice.problem(m.prompt.layers)):
         p.append(why)
+    if ft == "prefix" and cfg.train.gradient_checkpointing:
+        p.append("train.gradient_checkpointing: peft's prefix tuning passes its prefix through the layers' cache, "
+                 "which breaks when checkpointing recomputes a layer; turn checkpointing off, or use ptuning_v2 with "
+                 "method.prompt.layers 'all' (the same method, which works with it)")
     if stage in PREFERENCE_STAGES + ("rm",) and ft == "adalora":
         p.append(f"method.finetuning: adalora needs its rank schedule driven each step, which the {stage} "
                  "trainer does not do here; use lora")

@@ -217,7 +217,7 @@ def one_fix(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float,
     more accumulation, 8-bit AdamW, LoRA instead of full / freeze, 4-bit base weights, shorter rows."""
     t, m = cfg.train, cfg.method
     tries: list[tuple[str, C.RunConfig]] = []
-    if not t.gradient_checkpointing:
+    if not t.gradient_checkpointing and m.finetuning != "prefix":  # peft's prefix cannot checkpoint
         tries.append(("turn on train.gradient_checkpointing", C.replace(cfg, "train.gradient_checkpointing", True)))
     bs = t.batch_size
     while bs > 1:
