@@ -100,8 +100,8 @@ class PromptLearningSection:
         "lstm", "P-tuning (v1): what encodes the virtual tokens while training. lstm: a bidirectional two-layer LSTM "
                 "then a two-layer MLP, as in the original method (several times the MLP's weights at the same "
                 "width, 8x on SmolLM2-135M, and a sequential pass over the virtual tokens each step); mlp: a "
-                "three-layer MLP, cheaper. Only "
-                "the encoded tokens are saved, so inference costs the same either way.", label="P-tuning encoder")
+                "three-layer MLP, cheaper. Only the encoded tokens are saved, so inference costs the same either "
+                "way.", label="P-tuning encoder")
     prefix_projection: bool = F(False, "Prefix: reparameterise the prefix through a two-layer MLP (small prefix -> "
                                        "tanh -> every layer's keys and values), which the prefix-tuning paper "
                                        "found steadies training. Costs the MLP's weights while training only: the "
@@ -116,7 +116,8 @@ class PromptLearningSection:
     reparameterization: Literal["none", "mlp", "lstm"] = F(
         "none", "P-Tuning v2: none trains the deep prompts directly (the method's default); mlp passes a small "
                 "prefix through a two-layer MLP as prefix tuning does; lstm through a bidirectional LSTM and an "
-                "MLP. An encoder adds its weights to training and to the saved adapter, not to inference time.",
+                "MLP. An encoder adds its weights to training and to the saved adapter, and runs once per forward "
+                "pass.",
         label="P-Tuning v2 reparameterisation")
 
 
