@@ -26,6 +26,15 @@ def test_only_the_chosen_methods_fields_show():
     pt = with_(cfg, method__finetuning="ptuning")
     assert method_config.applies("method.prompt.encoder_hidden_size", pt)
     assert not method_config.applies("method.prompt.init_text", pt)
+    assert method_config.applies("method.prompt.encoder", pt) and not method_config.applies("method.prompt.layers", pt)
+    v2 = with_(cfg, method__finetuning="ptuning_v2")
+    assert method_config.applies("method.prompt.layers", v2) and method_config.applies("method.prompt.init_text", v2)
+    assert not method_config.applies("method.prompt.projection_hidden_size", v2)  # no encoder, no width to set
+    assert method_config.applies("method.prompt.projection_hidden_size",
+                                 with_(v2, method__prompt__reparameterization="lstm"))
+    prefix = with_(cfg, method__finetuning="prefix")
+    assert method_config.applies("method.prompt.prefix_projection", prefix)
+    assert not method_config.applies("method.prompt.reparameterization", prefix)
     assert not method_config.applies("method.lora.rank", pt)
     ada = with_(cfg, method__finetuning="adalora")
     assert method_config.applies("method.lora.targets", ada) and not method_config.applies("method.lora.rank", ada)
@@ -45,7 +54,7 @@ def test_method_tab_shows_real_modules_table_and_estimate_without_torch(tiny_mod
             "assert not {'torch', 'transformers', 'peft', 'gradio'} & set(sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "'q_proj'" in out and "'down_proj'" in out and "'lm_head'" not in out
-    assert "\n10\n" in out
+    assert "\n11\n" in out  # one row per method
     assert "trainable" in out and "GiB" in out
 
 

@@ -406,6 +406,15 @@ def test_switching_method_shows_only_the_settings_that_apply(app, page):
     assert page.get_by_label("range slider for LoRA rank").is_visible()
     assert page.get_by_label("number input for LoRA rank").input_value() == "16"
 
+    # P-Tuning v2: its layer choice and reparameterisation show; the encoder width only once an encoder is on
+    page.get_by_label("ptuning_v2", exact=True).check()
+    page.wait_for_timeout(800)
+    assert page.get_by_label("prompted layers", exact=True).is_visible() and not rank.is_visible()
+    assert not page.get_by_label("projection hidden size", exact=True).is_visible()
+    pick(page, "P-Tuning v2 reparameterisation", "lstm")
+    assert page.get_by_label("projection hidden size", exact=True).is_visible()
+    assert "ptuning_v2 (chosen)" in page.locator(".ws-method-table").inner_text()
+
 
 def finished_run(saves: Path, name: str, losses: list[float]) -> None:
     """A run folder as the worker leaves it, written with the worker's own event writer."""

@@ -111,7 +111,8 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
         ckpt = gr.Dropdown(label="Weights", choices=cps, value=cps[0] if cps else None, scale=2,
                            elem_classes=["ws-export-ckpt"])
         kind = gr.Radio(["merged", "adapter"], value="merged", label="What", scale=2,
-                        info="merged: a full model; adapter: the LoRA weights only", elem_classes=["ws-export-kind"])
+                        info="merged: a full model; adapter: the trained adapter or prompts only",
+                        elem_classes=["ws-export-kind"])
     with gr.Row(equal_height=True):
         dtype = gr.Radio(["fp16", "bf16", "fp32"], value="fp16", label="Precision",
                          info="fp16 runs everywhere; bf16 keeps range; fp32 is exact", elem_classes=["ws-export-dtype"])

@@ -18,9 +18,11 @@ ADALORA_KEYS = ["method.adalora.init_rank", "method.adalora.target_rank", "metho
 OTHER_KEYS = ["method.ia3.targets", "method.prompt.num_virtual_tokens", "method.prompt.init_text",
               "method.prompt.encoder_hidden_size", "method.bottleneck.size", "method.bottleneck.placement"]
 FREEZE_KEYS = ["method.freeze.trainable_layers", "method.freeze.trainable_modules", "method.freeze.extra_modules"]
+PROMPT_KEYS = ["method.prompt.encoder", "method.prompt.prefix_projection", "method.prompt.layers",
+               "method.prompt.reparameterization", "method.prompt.projection_hidden_size"]
 STAGE_KEYS = ["method.pref.beta", "method.pref.dpo_loss", "method.pref.simpo_gamma",
               "method.pref.kto_desirable_weight", "method.pref.kto_undesirable_weight"]
-ALL_KEYS = METHOD_KEYS + STAGE_KEYS + LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + FREEZE_KEYS
+ALL_KEYS = METHOD_KEYS + STAGE_KEYS + LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + PROMPT_KEYS + FREEZE_KEYS
 
 
 def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews]:
@@ -29,6 +31,7 @@ def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.Metho
         with gr.Column(scale=1):
             method = fields.build(METHOD_KEYS + STAGE_KEYS, cfg)
         with gr.Column(scale=1):
-            adapter = fields.build(LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + FREEZE_KEYS, cfg)
+            adapter = fields.build(LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + PROMPT_KEYS + FREEZE_KEYS,
+                                   cfg)
     views = method_panel.build(cfg)
     return method + adapter, views

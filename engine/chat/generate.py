@@ -14,7 +14,7 @@ import torch
 from engine import config as C
 from engine.config.chat import ChatSource, GenerationParams
 from engine.data import templates
-from engine.modeling import bottleneck
+from engine.modeling import bottleneck, deep_prompts
 from engine.modeling import load as models
 from engine.modeling.stop_tokens import stop_token_ids
 from engine.runs.store import run_config, weights_dir
@@ -71,9 +71,15 @@ def load_source(src: ChatSource, full_precision: bool = False) -> Loaded:
     if bottleneck.is_bottleneck_folder(wdir):  # adapter layers inserted into the base (no peft folder)
         m = bottleneck.load(models.load_model(cfg, base_path, quantize=False), wdir).eval()
         return Loaded(m, tok, src, base_path=base_path, cfg=cfg, stop_ids=stop_token_ids(tok))
+    quantize = not full_precision and C.quantization(cfg) != "none"
+    if deep_prompts.is_deep_prompt_folder(wdir):  # P-Tuning v2 prompts hooked into the chosen layers
+        m = deep_prompts.load(models.load_model(cfg, base_path, quantize=quantize), wdir).eval()
+        return Loaded(m, tok, src, base_path=base_path, cfg=cfg, stop_ids=stop_token_ids(tok))
+    if deep_prompts.peft_prompt_type(wdir):  # peft prefix / prompt / P-tuning: see load_peft_prompt
+        m = deep_prompts.load_peft_prompt(models.load_model(cfg, base_path, quantize=quantize).eval(), wdir)
+        return Loaded(m.eval(), tok, src, base_path=base_path, cfg=cfg, stop_ids=stop_token_ids(tok))
     if (wdir / "adapter_config.json").is_file():
         from peft import PeftModel
-        quantize = not full_precision and C.quantization(cfg) != "none"
         base = models.load_model(cfg, base_path, quantize=quantize)
         m = PeftModel.from_pretrained(base, str(wdir)).eval()
         return Loaded(m, tok, src, has_adapter=True, base_path=base_path, cfg=cfg, stop_ids=stop_token_ids(tok))

@@ -13,6 +13,7 @@ from typing import Literal
 
 import yaml
 
+from engine.config.method import MERGES_AWAY, PROMPT_LEARNING
 from engine.config.schema import build_typed
 from engine.runs.atomic import write_text
 from engine.runs.paths import unusable_path
@@ -72,6 +73,8 @@ class ExportConfig:
                 p.append(f"{'checkpoint' if self.checkpoint else 'run_dir'}: {damaged}")
         if not SHARD_RE.match(self.max_shard_size):
             p.append(f"max_shard_size: {self.max_shard_size!r} should look like 500MB or 2GB")
+        if self.kind == "merged" and self.run_dir and not bad["run_dir"] and (why := merge_refusal(self.run_dir)):
+            p.append(f"kind: {why}")
         if self.gguf and self.kind != "merged":
             p.append("gguf: GGUF files are written from a merged model; set kind to merged")
         if not 1 <= self.verify_prompts <= 20:
@@ -79,6 +82,22 @@ class ExportConfig:
         if self.run_dir and not any(bad.values()) and not self.overwrite and self.output_path().exists():
             p.append(f"out_dir: {self.output_path()} already exists; tick overwrite or choose another folder")
         return p
+
+
+def merge_refusal(run_dir: str | Path) -> str | None:
+    """Why this run's method cannot be merged into the base weights, or None."""
+    try:
+        ft = ((yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")) or {})
+              .get("method") or {}).get("finetuning", "lora")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return None  # an unreadable run is named by the other checks
+    if ft in MERGES_AWAY or not isinstance(ft, str):
+        return None
+    what = ("its trained virtual tokens are extra inputs in front of every sequence (or of every prompted "
+            "layer's attention), not changes to the weights" if ft in PROMPT_LEARNING else
+            "its adapters are extra layers, not changes to the existing weights")
+    return (f"a {ft} run cannot be merged into the base: {what}, so there is nothing to fold in. Export the "
+            "adapter instead (kind adapter); Chat and evaluation load it on the base model")
 
 
 class ExportConfigError(ValueError):

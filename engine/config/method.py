@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from engine.config import layer_choice
 from engine.config.schema import F, N
 
 Stage = Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "rm", "ppo"]
 Finetuning = Literal["lora", "qlora", "full", "freeze", "adalora", "ia3", "prefix", "prompt", "ptuning",
-                     "bottleneck"]
+                     "bottleneck", "ptuning_v2"]
 
 # Stages the training worker runs; ppo is accepted by the type so old configs load, but refused.
 IMPLEMENTED_STAGES = ("sft", "pt", "dpo", "orpo", "simpo", "kto", "rm")
@@ -24,7 +25,7 @@ UNAVAILABLE_STAGES = {
     "ppo": "PPO is not available: trl 1.x removed PPOTrainer (it is in neither trl nor trl.experimental in "
            "this version). Train a reward model with stage 'rm', or use 'dpo' / 'kto', which need no reward model",
 }
-PROMPT_LEARNING = ("prefix", "prompt", "ptuning")
+PROMPT_LEARNING = ("prefix", "prompt", "ptuning", "ptuning_v2")
 LORA_FAMILY = ("lora", "qlora")
 # Methods whose trained weights fold into the base weights, so inference costs nothing extra.
 MERGES_AWAY = ("lora", "qlora", "adalora", "ia3", "full", "freeze")
@@ -86,12 +87,38 @@ class IA3Section:
 
 @dataclass
 class PromptLearningSection:
-    num_virtual_tokens: int = F(20, "Prefix / prompt / P-tuning: number of trainable virtual tokens.",
-                                min=1, max=1024)
-    init_text: str = F("", "Prompt tuning: start the virtual tokens from this text's embeddings "
-                           "(empty = random).")
-    encoder_hidden_size: int = F(128, "P-tuning: hidden width of the MLP that produces the virtual tokens.",
-                                 min=1, max=65536)
+    num_virtual_tokens: int = F(20, "Prefix / prompt / P-tuning (v1, v2): number of trainable virtual tokens. Prefix "
+                                    "tuning works with tens to hundreds; each one is attended to by every token, in "
+                                    "training and at every generated token.", min=1, max=1024)
+    init_text: str = F("", "Where the virtual tokens start (empty = random). Prompt tuning: this text's token "
+                           "embeddings. Prefix / P-Tuning v2: the keys and values the model itself computes for "
+                           "this text at every layer (the prefix-tuning paper: real words beat random). The text "
+                           "is repeated or cut to num_virtual_tokens tokens.")
+    encoder_hidden_size: int = F(128, "P-tuning (v1): hidden width of the encoder (MLP or LSTM) that produces the "
+                                      "virtual tokens.", min=1, max=65536)
+    encoder: Literal["lstm", "mlp"] = F(
+        "lstm", "P-tuning (v1): what encodes the virtual tokens while training. lstm: a bidirectional two-layer LSTM "
+                "then a two-layer MLP, as in the original method (several times the MLP's weights at the same "
+                "width, 8x on SmolLM2-135M, and a sequential pass over the virtual tokens each step); mlp: a "
+                "three-layer MLP, cheaper. Only the encoded tokens are saved, so inference costs the same either "
+                "way.", label="P-tuning encoder")
+    prefix_projection: bool = F(False, "Prefix: reparameterise the prefix through a two-layer MLP (small prefix -> "
+                                       "tanh -> every layer's keys and values), which the prefix-tuning paper "
+                                       "found steadies training. Costs the MLP's weights while training only: the "
+                                       "saved adapter holds the computed prefix.", label="prefix projection (MLP)")
+    projection_hidden_size: int = F(512, "Prefix projection / P-Tuning v2 encoder: hidden width of the MLP or LSTM "
+                                         "that maps the small prefix to the layers' keys and values.",
+                                    min=1, max=65536, label="projection hidden size")
+    layers: str = F("all", "P-Tuning v2: which layers get prompts: 'all', 'top N' (the N layers nearest the output; "
+                           "the paper found the higher layers matter more), 'bottom N', or layer numbers from 0 "
+                           "such as '0, 4, 8-11'. Fewer layers: fewer weights and less attention work.",
+                    label="prompted layers")
+    reparameterization: Literal["none", "mlp", "lstm"] = F(
+        "none", "P-Tuning v2: none trains the deep prompts directly (the method's default); mlp passes a small "
+                "prefix through a two-layer MLP as prefix tuning does; lstm through a bidirectional LSTM and an "
+                "MLP. An encoder adds its weights to training and to the saved adapter, and runs once per forward "
+                "pass.",
+        label="P-Tuning v2 reparameterisation")
 
 
 @dataclass
@@ -134,6 +161,7 @@ class MethodConfig:
                                "lora: small trainable adapters on frozen weights; qlora: the same on 4-bit weights; "
                                "adalora: LoRA that moves rank to where it helps; ia3: learned rescaling "
                                "vectors (fewest weights); prefix / prompt / ptuning: trainable virtual tokens; "
+                               "ptuning_v2: trainable prompts in the layers you choose; "
                                "bottleneck: small adapter layers after each block; full: every weight trains; "
                                "freeze: only the last layers train.", widget="radio")
     lora: LoraSection = N(LoraSection, "LoRA / QLoRA settings.")
@@ -152,7 +180,7 @@ FIELDS_FOR = {
                                                                                      "method.adalora"),
     "ia3": ("method.ia3",), "prefix": ("method.prompt",), "prompt": ("method.prompt",),
     "ptuning": ("method.prompt",), "bottleneck": ("method.bottleneck",), "freeze": ("method.freeze",),
-    "full": (),
+    "full": (), "ptuning_v2": ("method.prompt",),
 }
 STAGE_FIELDS = {"dpo": ("method.pref.beta", "method.pref.dpo_loss"), "orpo": ("method.pref.beta",),
                 "simpo": ("method.pref.beta", "method.pref.simpo_gamma"),
@@ -203,6 +231,12 @@ def method_problems(cfg) -> list[str]:
     if stage in PREFERENCE_STAGES and ft in PROMPT_LEARNING:
         p.append(f"method.finetuning: {ft} is not supported for preference training ({stage}); use lora, "
                  "qlora, full or freeze")
+    if ft == "ptuning_v2" and (why := layer_choice.problem(m.prompt.layers)):
+        p.append(why)
+    if ft == "prefix" and cfg.train.gradient_checkpointing:
+        p.append("train.gradient_checkpointing: peft's prefix tuning passes its prefix through the layers' cache, "
+                 "which breaks when checkpointing recomputes a layer; turn checkpointing off, or use ptuning_v2 with "
+                 "method.prompt.layers 'all' (the same method, which works with it)")
     if stage in PREFERENCE_STAGES + ("rm",) and ft == "adalora":
         p.append(f"method.finetuning: adalora needs its rank schedule driven each step, which the {stage} "
                  "trainer does not do here; use lora")
@@ -214,7 +248,9 @@ _ONLY_FOR = {
     "method.lora.rank": ("lora", "qlora"), "method.lora.use_rslora": ("lora", "qlora"),
     "method.lora.use_dora": ("lora", "qlora"), "method.lora.init": ("lora", "qlora"),
     "method.lora.loraplus_lr_ratio": ("lora", "qlora"),
-    "method.prompt.init_text": ("prompt",), "method.prompt.encoder_hidden_size": ("ptuning",),
+    "method.prompt.init_text": ("prompt", "prefix", "ptuning_v2"), "method.prompt.encoder_hidden_size": ("ptuning",),
+    "method.prompt.encoder": ("ptuning",), "method.prompt.prefix_projection": ("prefix",),
+    "method.prompt.layers": ("ptuning_v2",), "method.prompt.reparameterization": ("ptuning_v2",),
 }
 
 
@@ -231,6 +267,9 @@ def applies(key: str, cfg) -> bool | None:
     section = key.rsplit(".", 1)[0]
     if section in ("method.lora", "method.adalora", "method.ia3", "method.prompt", "method.bottleneck",
                    "method.freeze"):
+        if key == "method.prompt.projection_hidden_size":  # only where an encoder is on
+            return (ft == "prefix" and cfg.method.prompt.prefix_projection) or (
+                ft == "ptuning_v2" and cfg.method.prompt.reparameterization != "none")
         if key in _ONLY_FOR:
             return ft in _ONLY_FOR[key]
         return section in FIELDS_FOR.get(ft, ())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.config.method import PROMPT_LEARNING
 from engine.runs.events import EVENTS_FILE, read_all
 from engine.runs.progress import fold
 
@@ -31,14 +32,17 @@ def render(run_dir: Path, cfg: dict, kind: str, dtype: str, checkpoint: str, che
     lora = meth.get("lora", {})
     hp = {k: t.get(k) for k in ("learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "scheduler",
                                 "warmup_ratio", "weight_decay", "max_grad_norm", "seed") if k in t}
-    front = {"base_model": m.get("name_or_path"), "library_name": "peft" if kind == "adapter" else "transformers",
+    ft = meth.get("finetuning", "")
+    own = kind == "adapter" and ft in ("ptuning_v2", "bottleneck")  # Whetstone's own adapter formats
+    library = "whetstone" if own else "peft" if kind == "adapter" else "transformers"
+    front = {"base_model": m.get("name_or_path"), "library_name": library,
              "tags": ["whetstone", meth.get("stage", "sft"), meth.get("finetuning", "")],
              "datasets": d.get("datasets", [])}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {Path(run_dir).name}", "",
              f"Fine-tuned with Whetstone from **{m.get('name_or_path')}** "
              f"({meth.get('stage', 'sft')}, {meth.get('finetuning')}). "
-             + ("This folder holds the LoRA adapter only." if kind == "adapter" else
+             + (f"This folder holds the {ft} adapter only." if kind == "adapter" else
                 f"The adapter is merged into the base; weights are {dtype} safetensors."), "",
              "## Training", "",
              f"- Base model: `{m.get('name_or_path')}`",
@@ -61,17 +65,41 @@ def render(run_dir: Path, cfg: dict, kind: str, dtype: str, checkpoint: str, che
                   f"loaded back: max |difference| {check.get('written_max_abs_diff'):.3g}, greedy next token "
                   f"agreement {100 * check.get('written_top1_agreement', 0):.1f}% "
                   f"(required {100 * check.get('written_top1_required', 0):.0f}%). No weight is NaN or infinite."]
-    lines += ["", "## Use", "", "```python",
-              "from transformers import AutoModelForCausalLM, AutoTokenizer" if kind != "adapter" else
-              "from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer",
-              f"tok = AutoTokenizer.from_pretrained({usage_path!r})",
-              (f"model = AutoModelForCausalLM.from_pretrained({usage_path!r})" if kind != "adapter" else
-               f"model = AutoPeftModelForCausalLM.from_pretrained({usage_path!r})"),
-              "msgs = [{'role': 'user', 'content': 'Who are you?'}]",
-              "ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors='pt', return_dict=True)",
-              "print(tok.decode(model.generate(**ids, max_new_tokens=64)[0][ids['input_ids'].shape[1]:], "
-              "skip_special_tokens=True))", "```"]
+    if kind == "adapter" and (own or ft in PROMPT_LEARNING):
+        lines += ["", "## Use", "", _whetstone_use(ft, m.get("name_or_path"), usage_path)]
+    else:
+        lines += _peft_or_transformers_use(kind, usage_path)
     if "Modelfile" in files:
         lines += ["", "With Ollama: `ollama create my-model -f Modelfile` in this folder."]
     lines += ["", "## Files", ""] + [f"- `{f}`" for f in sorted(files)]
     return "\n".join(lines) + "\n"
+
+
+def _whetstone_use(ft: str, base: str, path: str) -> str:
+    """How to load an adapter that generates correctly only through Whetstone's loaders."""
+    call = {"ptuning_v2": "deep_prompts.load", "bottleneck": "bottleneck.load"}.get(ft, "deep_prompts.load_peft_prompt")
+    mod = call.split(".")[0]
+    text = ("It loads on the base model with Whetstone's engine (this repository's `engine/`), which is how "
+            "Chat, evaluation and `python app.py chat` load it:\n\n```python\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"from engine.modeling import {mod}\n"
+            f"tok = AutoTokenizer.from_pretrained({path!r})\n"
+            f"model = {call}(AutoModelForCausalLM.from_pretrained({base!r}), {path!r})\n```")
+    if ft in ("prefix", "prompt", "ptuning"):
+        text += ("\n\nIt is a standard peft adapter too (`PeftModel.from_pretrained`), but with transformers 5 "
+                 "peft's own `generate()` mishandles the virtual tokens (a prefix is dropped; prompt tokens are "
+                 "added again at every step), so its replies are wrong; its forward pass is right.")
+    return text
+
+
+def _peft_or_transformers_use(kind: str, usage_path: str) -> list[str]:
+    return ["", "## Use", "", "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer" if kind != "adapter" else
+            "from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer",
+            f"tok = AutoTokenizer.from_pretrained({usage_path!r})",
+            (f"model = AutoModelForCausalLM.from_pretrained({usage_path!r})" if kind != "adapter" else
+             f"model = AutoPeftModelForCausalLM.from_pretrained({usage_path!r})"),
+            "msgs = [{'role': 'user', 'content': 'Who are you?'}]",
+            "ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors='pt', return_dict=True)",
+            "print(tok.decode(model.generate(**ids, max_new_tokens=64)[0][ids['input_ids'].shape[1]:], "
+            "skip_special_tokens=True))", "```"]

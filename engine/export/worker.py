@@ -165,12 +165,14 @@ def export_merged(cfg: ExportConfig, tmp: Path, ev: EventWriter) -> dict:
 def export_adapter(cfg: ExportConfig, tmp: Path, ev: EventWriter) -> dict:
     from engine.chat.generate import run_tokenizer
     from engine.modeling.stop_tokens import stop_strings
+    from engine.runs.store import ADAPTER_CONFIG_FILES
     wdir = weights_dir(cfg.run_dir, cfg.checkpoint)
-    if wdir is None or not (wdir / "adapter_config.json").is_file():
-        raise ExportCheckFailed("this run has no LoRA adapter (a full or freeze run); choose a merged export")
+    conf = next((f for f in ADAPTER_CONFIG_FILES if wdir is not None and (wdir / f).is_file()), None)
+    if conf is None:
+        raise ExportCheckFailed("this run has no adapter (a full or freeze run); choose a merged export")
     ev.status("writing", progress=0.3)
     tmp.mkdir(parents=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in (conf, "adapter_model.safetensors"):
         shutil.copy2(wdir / name, tmp / name)
     rcfg = run_config(Path(cfg.run_dir))
     tok = run_tokenizer(rcfg, wdir, Path(cfg.run_dir))

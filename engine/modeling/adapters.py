@@ -1,6 +1,8 @@
 """Fine-tuning methods: which weights train. The peft methods (LoRA with rsLoRA / DoRA / PiSSA,
-QLoRA, AdaLoRA, IA3, prefix, prompt and P-tuning) through peft; bottleneck adapters through
-engine.modeling.bottleneck; freeze and full by hand (they only flip requires_grad). Heavy."""
+QLoRA, AdaLoRA, IA3, prefix (with its MLP projection; started from a text's keys and values by
+engine.modeling.prompt_init), prompt and P-tuning (MLP or LSTM encoder)) through peft; bottleneck
+adapters through engine.modeling.bottleneck; P-Tuning v2 (prompts in the chosen layers) through
+engine.modeling.deep_prompts; freeze and full by hand (they only flip requires_grad). Heavy."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +11,7 @@ from torch import nn
 
 from engine.config import RunConfig
 from engine.modeling.bottleneck import BottleneckModel
+from engine.modeling.deep_prompts import DeepPromptModel
 from engine.modeling.layers import MethodError, decoder_layers, linear_module_names
 from engine.preflight.shape import FFN_OUT_NAMES
 
@@ -31,7 +34,7 @@ def _targets(model: nn.Module, targets, key: str) -> list[str]:
 
 
 def peft_config(model: nn.Module, cfg: RunConfig, total_steps: int | None = None):
-    """The peft config for cfg.method (None for full / freeze / bottleneck)."""
+    """The peft config for cfg.method (None for full / freeze / bottleneck / ptuning_v2)."""
     import peft
     m, ft = cfg.method, cfg.method.finetuning
     task = _task_type(cfg)
@@ -59,7 +62,9 @@ def peft_config(model: nn.Module, cfg: RunConfig, total_steps: int | None = None
         return peft.IA3Config(target_modules=targets, feedforward_modules=ff, task_type=task)
     pl = m.prompt
     if ft == "prefix":
-        return peft.PrefixTuningConfig(num_virtual_tokens=pl.num_virtual_tokens, task_type=task)
+        return peft.PrefixTuningConfig(num_virtual_tokens=pl.num_virtual_tokens, task_type=task,
+                                       prefix_projection=pl.prefix_projection,
+                                       encoder_hidden_size=pl.projection_hidden_size)
     if ft == "prompt":
         kw = {}
         if pl.init_text.strip():
@@ -68,7 +73,8 @@ def peft_config(model: nn.Module, cfg: RunConfig, total_steps: int | None = None
         return peft.PromptTuningConfig(num_virtual_tokens=pl.num_virtual_tokens, task_type=task, **kw)
     if ft == "ptuning":
         return peft.PromptEncoderConfig(num_virtual_tokens=pl.num_virtual_tokens,
-                                        encoder_hidden_size=pl.encoder_hidden_size, task_type=task)
+                                        encoder_hidden_size=pl.encoder_hidden_size, task_type=task,
+                                        encoder_reparameterization_type=pl.encoder.upper())
     return None
 
 
@@ -90,18 +96,53 @@ def _ia3_targets(model: nn.Module, targets) -> tuple[list[str], list[str]]:
     return list(targets), [t for t in targets if t in FFN_OUT_NAMES]
 
 
+def _text_kv(model: nn.Module, cfg: RunConfig, tokenizer):
+    """Every layer's keys / values for method.prompt.init_text (prefix / ptuning_v2), or None for random."""
+    pl = cfg.method.prompt
+    if cfg.method.finetuning not in ("prefix", "ptuning_v2") or not pl.init_text.strip():
+        return None
+    if tokenizer is None:
+        raise MethodError("method.prompt.init_text: starting the prefix from a text needs the tokenizer")
+    from engine.modeling.prompt_init import text_kv
+    return text_kv(model, tokenizer, pl.init_text, pl.num_virtual_tokens)
+
+
+def _start_prefix_from(model: nn.Module, kv) -> None:
+    """Set peft's prefix encoder so that its first output is the text's keys / values."""
+    from engine.modeling.prompt_init import fit_last_linear, flat
+    enc = model.prompt_encoder["default"]
+    target = flat(kv).to(enc.embedding.weight.device)
+    if enc.prefix_projection:
+        import torch
+        with torch.no_grad():
+            fit_last_linear(enc.transform[:-1](enc.embedding.weight), enc.transform[-1], target)
+    else:
+        enc.embedding.weight.data.copy_(target)
+
+
 def apply(model: nn.Module, cfg: RunConfig, total_steps: int | None = None,
-          run_dir: str | Path | None = None) -> nn.Module:
-    """Make the chosen weights trainable (and add adapters); return the model to train."""
+          run_dir: str | Path | None = None, tokenizer=None) -> nn.Module:
+    """Make the chosen weights trainable (and add adapters); return the model to train. The tokenizer
+    is needed only to start a prefix from method.prompt.init_text."""
     ft = cfg.method.finetuning
     if ft in ("full", "freeze", "bottleneck") and _is_quantized(model):
         raise MethodError(f"method.finetuning={ft} cannot train quantised weights; set model.quantization none")
+    kv = _text_kv(model, cfg, tokenizer)
+    if ft == "ptuning_v2":
+        pl = cfg.method.prompt
+        deep = DeepPromptModel(model, pl.num_virtual_tokens, pl.layers, pl.reparameterization,
+                               pl.projection_hidden_size)
+        if kv is not None:
+            deep.start_from(kv)
+        return deep
     pc = peft_config(model, cfg, total_steps)
     if pc is not None:
         from peft import get_peft_model
         if _is_quantized(model):
             _freeze_quantized_base(model)
         model = get_peft_model(model, pc)  # for rm, peft trains a copy of the score head (modules_to_save)
+        if kv is not None:
+            _start_prefix_from(model, kv)
         if ft in ("lora", "qlora") and cfg.method.lora.init == "pissa" and run_dir is not None:
             # Keep the initial adapter so the final one can be converted to plain LoRA on the original base.
             model.peft_config["default"].init_lora_weights = True
@@ -191,8 +232,8 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 def is_adapter(model: nn.Module) -> bool:
-    """True when only an adapter is saved (peft adapters and bottleneck adapters)."""
-    if isinstance(model, BottleneckModel):
+    """True when only an adapter is saved (peft adapters, bottleneck adapters, P-Tuning v2 prompts)."""
+    if isinstance(model, (BottleneckModel, DeepPromptModel)):
         return True
     try:
         from peft import PeftModel

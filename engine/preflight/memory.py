@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from engine import config as C
-from engine.config.method import MERGES_AWAY, PAIR_STAGES
+from engine.config import layer_choice
+from engine.config.method import MERGES_AWAY, PAIR_STAGES, PROMPT_LEARNING
 from engine.preflight import shape as model_shape
 from engine.preflight.shape import FFN_OUT_NAMES, ModelShape
 
@@ -35,9 +36,12 @@ PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "
 SHARDED_WEIGHTS = ("fsdp", "deepspeed_zero3")
 OVERHEAD_GIB = 0.5
 FIT_SHARE = 0.95  # leave 5% of the card free
-METHODS = ("lora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "freeze", "full")
-LATENCY = {"prefix": "adds virtual tokens to every sequence's attention", "prompt": "adds virtual tokens",
-           "ptuning": "adds virtual tokens", "bottleneck": "adds adapter layers (cannot merge)"}
+METHODS = ("lora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "ptuning_v2", "bottleneck", "freeze",
+           "full")
+LATENCY = {"prefix": "adds virtual tokens to every sequence's attention (cannot merge)",
+           "prompt": "adds virtual tokens (cannot merge)", "ptuning": "adds virtual tokens (cannot merge)",
+           "ptuning_v2": "adds virtual tokens to the chosen layers' attention (cannot merge)",
+           "bottleneck": "adds adapter layers (cannot merge)"}
 
 
 @dataclass
@@ -90,13 +94,21 @@ def trainable_params(shape: ModelShape, cfg: C.RunConfig, finetuning: str | None
     if ft == "ia3":
         names = ["k_proj", "v_proj", "down_proj"] if m.ia3.targets == "all" else m.ia3.targets
         return sum(i if n in FFN_OUT_NAMES else o for n in names for i, o in shape.linears.get(n, [])) + head
-    n = m.prompt.num_virtual_tokens
+    pl = m.prompt
+    n = pl.num_virtual_tokens
     if ft == "prefix":
-        return n * shape.layers * 2 * shape.kv_dim
+        return _deep_prompt_params(n, shape.layers * 2 * shape.kv_dim, shape.kv_dim,
+                                   "mlp" if pl.prefix_projection else "none", pl.projection_hidden_size)
+    if ft == "ptuning_v2":
+        k = len(_chosen_layers(pl.layers, shape.layers))
+        return _deep_prompt_params(n, k * 2 * shape.kv_dim, shape.kv_dim, pl.reparameterization,
+                                   pl.projection_hidden_size)
     if ft == "prompt":
         return n * h
     if ft == "ptuning":
-        e = m.prompt.encoder_hidden_size
+        e = pl.encoder_hidden_size
+        if pl.encoder == "lstm":  # peft's: bidirectional 2-layer LSTM, then Linear(2e, 2e) -> ReLU -> Linear(2e, h)
+            return n * h + _lstm_params(h, e) + (4 * e * e + 2 * e) + (2 * e * h + h)
         return n * h + (h * e + e) + (e * e + e) + (e * h + h)
     if ft == "bottleneck":
         per = 2 * h * m.bottleneck.size + m.bottleneck.size + h
@@ -111,6 +123,34 @@ def trainable_params(shape: ModelShape, cfg: C.RunConfig, finetuning: str | None
         chosen.update({n: k for n, k in everything.items() if any(e in n for e in fz.extra_modules)})
         return sum(chosen.values()) + head
     return shape.total_params + head
+
+
+def _lstm_params(inputs: int, e: int, layers: int = 2) -> int:
+    """A bidirectional torch LSTM of hidden width e: per direction and layer 4e x (input + e) weights and
+    two 4e biases; layers after the first read both directions (2e)."""
+    total, width = 0, inputs
+    for _ in range(layers):
+        total += 2 * (4 * e * (width + e) + 8 * e)
+        width = 2 * e
+    return total
+
+
+def _deep_prompt_params(n: int, out: int, token_dim: int, encoder: str, e: int) -> int:
+    """Prefix tuning (peft) and P-Tuning v2 (engine.modeling.deep_prompts): n x out prompt values directly,
+    or an n x token_dim embedding through an MLP (Linear, tanh, Linear) or an LSTM (+ Linear, ReLU, Linear)."""
+    if encoder == "none":
+        return n * out
+    if encoder == "mlp":
+        return n * token_dim + (token_dim * e + e) + (e * out + out)
+    return n * token_dim + _lstm_params(token_dim, e) + (4 * e * e + 2 * e) + (2 * e * out + out)
+
+
+def _chosen_layers(spec: str, n_layers: int) -> list[int]:
+    """The prompted layers; an unreadable spec counts as all (the config check names it)."""
+    try:
+        return layer_choice.resolve(spec, n_layers)
+    except ValueError:
+        return list(range(n_layers))
 
 
 def params_table(shape: ModelShape, cfg: C.RunConfig) -> list[dict]:
@@ -153,8 +193,7 @@ def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, 
     p_bytes = dtype_bytes if in_model else 4
     opt_bytes = optimizer_bytes(cfg, p_bytes)
     seqs = t.batch_size * (2 if m.stage in PAIR_STAGES else 1)
-    tokens = seqs * (cfg.data.cutoff_len + (m.prompt.num_virtual_tokens if ft in ("prefix", "prompt", "ptuning")
-                                            else 0))
+    tokens = seqs * (cfg.data.cutoff_len + (m.prompt.num_virtual_tokens if ft in PROMPT_LEARNING else 0))
     h, kv, inter = shape.hidden, shape.kv_dim, shape.intermediate
     a = 2 if dtype_bytes <= 2 else 4
     per_layer_token = a / 2 * (18 * h + 6 * kv + 8 * inter)
@@ -201,7 +240,7 @@ def one_fix(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float,
     more accumulation, 8-bit AdamW, LoRA instead of full / freeze, 4-bit base weights, shorter rows."""
     t, m = cfg.train, cfg.method
     tries: list[tuple[str, C.RunConfig]] = []
-    if not t.gradient_checkpointing:
+    if not t.gradient_checkpointing and m.finetuning != "prefix":  # peft's prefix cannot checkpoint
         tries.append(("turn on train.gradient_checkpointing", C.replace(cfg, "train.gradient_checkpointing", True)))
     bs = t.batch_size
     while bs > 1:

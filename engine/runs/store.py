@@ -50,12 +50,16 @@ def checkpoints(run_dir: Path) -> list[str]:
     return [str(p) for p in sorted(found, key=lambda p: int(p.name[11:]))]
 
 
+# The config file beside adapter weights: peft's, the bottleneck adapters', P-Tuning v2's (engine.modeling).
+ADAPTER_CONFIG_FILES = ("adapter_config.json", "bottleneck_config.json", "deep_prompt_config.json")
+
+
 def weights_dir(run_dir: str | Path, checkpoint: str = "") -> Optional[Path]:
     """The folder holding a run's weights to chat with or export: adapter/, model/ or checkpoints/<name>/."""
     run_dir = Path(run_dir)
     if checkpoint:
         p = run_dir / "checkpoints" / checkpoint
-        ok = (p / "adapter_config.json").is_file() or (p / "config.json").is_file()
+        ok = any((p / f).is_file() for f in ADAPTER_CONFIG_FILES + ("config.json",))
         return p if ok else None
     for name in ("adapter", "model"):
         p = run_dir / name

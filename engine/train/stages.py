@@ -66,9 +66,12 @@ def _trainer_class(cfg: RunConfig):
         from trl import RewardTrainer as T
     else:
         from transformers import Trainer as T
-    if cfg.method.finetuning == "bottleneck":
+    if cfg.method.finetuning in ("bottleneck", "ptuning_v2"):  # Whetstone's own modules: adapter-only checkpoints
         from engine.modeling.bottleneck import trainer_class
         T = trainer_class(T)
+    from engine.train import prompt_checkpoints
+    if prompt_checkpoints.needed(cfg):  # peft checkpoints only the encoded prompts, not the encoder
+        T = prompt_checkpoints.trainer_class(T)
     from engine.train.checkpoints import atomic
     return atomic(T)  # checkpoints appear whole or not at all, whichever trainer runs
 

@@ -157,7 +157,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
     from engine.modeling import liger
     kernels = liger.apply(model, cfg)  # fused RMSNorm / RoPE / SwiGLU on CUDA, before adapters wrap the layers
-    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
+    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir,
+                          tokenizer=tokenizer)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
