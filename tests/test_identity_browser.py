@@ -30,7 +30,7 @@ def test_a_user_makes_an_identity_set_trains_and_reads_the_report_card(uploads, 
     page.locator("#ws-identity-preview").click()
     table = page.locator("#ws-identity-table")
     wait_for(lambda: "Aria" in table.inner_text() and "Acme Labs" in table.inner_text(), "the preview", 20, page)
-    assert "held out" in table.inner_text()
+    assert "80 training rows and 10 held-out questions" in page.locator("#ws-identity-message").inner_text()
     page.get_by_label("Save as").fill("aria")
     page.locator("#ws-identity-save").click()
     message = page.locator("#ws-identity-message")

@@ -33,8 +33,8 @@ def card_html(run_dir: Optional[str | Path], status: str = "") -> str:
             + "</table>")
     rows = "".join(
         f"<tr><td>{html.escape(x.get('question', ''))}</td>"
-        f"<td{' class=hit' if x.get('hit_tuned') else ''}>{html.escape(x.get('tuned', ''))}</td>"
-        f"<td{' class=hit' if x.get('hit_base') else ''}>{html.escape(x.get('base', ''))}</td></tr>"
+        f"<td{' class=hit' if x.get('hit_tuned') else ''}>{_answer(x.get('tuned'))}</td>"
+        f"<td{' class=hit' if x.get('hit_base') else ''}>{_answer(x.get('base'))}</td></tr>"
         for x in (r.get("rows") or [])[:ROWS_SHOWN])
     return (f"<div class='ws-report'><h3>Report card</h3>{head}"
             f"<p>Drift ratio on {r.get('drift_prompts', 0)} general prompts: {drift} "
@@ -43,3 +43,8 @@ def card_html(run_dir: Optional[str | Path], status: str = "") -> str:
             f"<table class='ws-report-rows'><tr><th>held-out question</th><th>tuned</th><th>base</th></tr>{rows}"
             f"</table><p class='ws-muted'>{n} questions from {html.escape(str(r.get('held_out', '')))}; "
             f"all answers in {html.escape(str(Path(run_dir) / report.REPORT_FILE))}</p></div>")
+
+
+def _answer(text) -> str:
+    text = str(text or "").strip()
+    return html.escape(text) if text else "<span class='ws-muted'>(no words: it stopped at once)</span>"

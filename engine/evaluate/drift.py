@@ -28,31 +28,33 @@ def general_prompts(path: Path = GENERAL_PROMPTS) -> list[str]:
     return [r["prompt"] for r in json.loads(path.read_text(encoding="utf-8"))]
 
 
-def _key(model_id: str, tok, conversations: list[list[dict]], max_new_tokens: int) -> str:
-    h = hashlib.sha256(json.dumps([model_id, tok.chat_template or "", conversations, max_new_tokens],
-                                  sort_keys=True, ensure_ascii=False).encode())
-    return h.hexdigest()[:32]
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 def base_answers(base, tok, conversations: list[list[dict]], max_new_tokens: int, model_id: str,
                  stop_ids: list[int] | None = None) -> list[list[int]]:
-    """The base model's greedy answer (token ids, stop token included when it stopped) to each conversation;
-    cached per model id (its resolved path), template, prompts and length."""
+    """The base model's greedy answer (token ids, stop token included when it stopped) to each conversation.
+    Cached per conversation in one file per model id (its resolved path), chat template and length, so runs
+    that share prompts (replay draws from one shuffled list) generate each answer once."""
     from engine.chat.generate import answer_batch
-    path = cache_dir() / "base_answers" / f"{_key(model_id, tok, conversations, max_new_tokens)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = cache_dir() / "base_answers" / f"{_digest([model_id, tok.chat_template or '', max_new_tokens])}.json"
     try:
         cached = json.loads(path.read_text())
-        if len(cached) == len(conversations):
-            return cached
+        cached = cached if isinstance(cached, dict) else {}
     except (OSError, ValueError):
-        pass
-    ids = [new for _, new in answer_batch(base, tok, conversations, max_new_tokens, stop_ids, batch_size=32)]
-    try:
-        write_text(path, json.dumps(ids))
-    except OSError:
-        pass  # a read-only cache costs time, not correctness
-    return ids
+        cached = {}
+    keys = [_digest(c) for c in conversations]
+    missing = [i for i, k in enumerate(keys) if k not in cached]
+    if missing:
+        new = answer_batch(base, tok, [conversations[i] for i in missing], max_new_tokens, stop_ids, batch_size=32)
+        cached.update({keys[i]: ids for i, (_, ids) in zip(missing, new)})
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, json.dumps(cached))
+        except OSError:
+            pass  # a read-only cache costs time, not correctness
+    return [cached[k] for k in keys]
 
 
 @torch.no_grad()

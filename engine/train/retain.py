@@ -31,10 +31,11 @@ def plan(cfg: C.RunConfig, tokenizer, task_rows: int) -> Plan:
     if not general_rows(cfg, task_rows, 1 << 30):
         return Plan()
     rng = random.Random(cfg.train.seed)
-    if r.method == "replay":
+    if r.method == "replay":  # one shuffled order, cut to size: runs of any size share the cached answers
         prompts = [p for p, _ in held_out.questions(r.dataset)]
+        rng.shuffle(prompts)
         n = general_rows(cfg, task_rows, len(prompts))
-        return Plan(n, rng.sample(prompts, n), source=r.dataset)
+        return Plan(n, prompts[:n], source=r.dataset)
     from engine.data import pipeline
     only = C.replace(C.replace(C.replace(cfg, "data.datasets", [r.dataset]), "data.eval_datasets", []),
                      "data.val_size", 0.0)
