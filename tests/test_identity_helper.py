@@ -70,3 +70,20 @@ def test_hits_count_the_whole_name_in_any_case():
     assert held_out.hit("i am WREN, hello", "Wren")
     assert not held_out.hit("Wrenfield is a town", "Wren")
     assert not held_out.hit("anything", "")
+
+
+def test_the_dataset_tab_panel_previews_saves_and_makes_it_the_runs_dataset(tmp_path, monkeypatch):
+    from webui import identity_panel, schedule_view
+    monkeypatch.setenv("WHETSTONE_UPLOADS", str(tmp_path))
+    message, table = identity_panel.on_preview("Aria", "Acme Labs")
+    assert "80 training rows and 10 held-out questions" in message
+    assert set(table["split"]) == {"train", "held out"} and table["answer"].str.contains("Aria").all()
+    assert "Not made" in identity_panel.on_preview("", "Acme Labs")[0]
+    message, _, datasets, picker = identity_panel.on_save("Aria", "Acme Labs", "", ["identity"])
+    path = str(tmp_path / "identity_aria.json")
+    assert "Saved" in message and datasets["value"] == [path] and picker["value"] == path
+    assert path in datasets["choices"] and str(tmp_path / "identity_aria_eval.json") not in datasets["choices"]
+    assert "already exists" in identity_panel.on_save("Aria", "X", "identity_aria", [path])[0]
+    cfg = C.load(REPO / "presets" / "quickstart.yaml", [f"data.datasets=[{path}]"])
+    shown = schedule_view.markdown(cfg)
+    assert "80 + 40 general rows" in shown and "optimizer steps" in shown
