@@ -52,7 +52,7 @@ def main() -> int:
     print("| dataset | rows | variant | steps | held-out hits tuned / base | drift ratio | wall s |")
     print("|---|---|---|---|---|---|---|")
     for s in a.sets:
-        path = SETS / f"{s}.json" if (SETS / f"{s}.json").is_file() else Path(s)
+        path = next((p for p in (SETS / f"{s}.json", REPO / "data" / f"{s}.json") if p.is_file()), Path(s))
         rows = len(json.loads(path.read_text()))
         for vname, overrides in variants:
             r = run(str(path), overrides, saves, f"{path.stem}-{vname}")
