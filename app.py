@@ -8,6 +8,7 @@ headless.
   python app.py chat saves/<run> [--base]       # talk to a run in the terminal (base model beside it)
   python app.py export saves/<run> [--dtype fp16] [--gguf q8_0]   # merged folder (+ GGUF, Modelfile)
   python app.py launch-script CONFIG --nodes 4 --gpus-per-node 8   # a SLURM file for a cluster
+  python app.py identity --name Aria --maker "Acme Labs"         # an identity dataset (+ held-out questions)
 
 This module never imports torch: the UI process stays light, the work runs in worker processes.
 """
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 
 from engine import config as C
-from engine.runs import launcher
+from engine.preflight import schedule
+from engine.runs import launcher, report
 from engine.runs.events import EVENTS_FILE, EventReader
 from engine.runs.paths import LOOPBACK, REPO
 from engine.runs.processes import wait_for_exit, worker_alive
@@ -44,6 +46,8 @@ def _progress(run_dir: Path, offset: int = 0) -> int:
                         bar.refresh()
                     if state.status == "loading":
                         bar.set_postfix_str(state.detail)
+                    if e.get("what") == "report card":
+                        bar.write(f"report card: answering the held-out questions of {e.get('held_out')} ...")
                 elif kind == "train":
                     bar.n = state.step
                     bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-")
@@ -73,6 +77,9 @@ def _progress(run_dir: Path, offset: int = 0) -> int:
     loss = state.final_loss
     if state.status == "finished":
         print(f"finished: {run_dir}" + (f" (final loss {loss:.4f})" if loss is not None else ""))
+        card = report.load(run_dir)
+        if card:
+            print(report.text(card))
         return 0
     if state.status == "stopped":
         print(f"stopped: {run_dir} — resume with: python app.py train --resume {run_dir}")
@@ -113,6 +120,7 @@ def cmd_train(argv: list[str]) -> int:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
             cfg = C.load(a.config, a.overrides)
             run_dir, offset = launcher.start(cfg), 0  # refuses bad settings and bad rows before writing anything
+            print(schedule.plan(cfg).describe(), flush=True)
     except (C.ConfigError, launcher.LaunchError) as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -306,7 +314,31 @@ def cmd_launch_script(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "launch-script": cmd_launch_script, "export": cmd_export, "chat": cmd_chat}
+def cmd_identity(argv: list[str]) -> int:
+    """Make an identity dataset (and its held-out questions) from the bundled template set."""
+    from engine.data import identity
+    ap = argparse.ArgumentParser(prog="python app.py identity", description=cmd_identity.__doc__)
+    ap.add_argument("--name", required=True, help="the assistant's name, e.g. Aria")
+    ap.add_argument("--maker", required=True, help="who made it, e.g. 'Acme Labs'")
+    ap.add_argument("--save-as", default="", help="file name without .json (default: identity_<name>)")
+    ap.add_argument("--out-dir", type=Path, default=None, help="folder to write to (default: data/uploads)")
+    ap.add_argument("--overwrite", action="store_true", help="replace files of the same name")
+    a = ap.parse_args(argv)
+    try:
+        train_path, held_path = identity.save(a.name, a.maker, a.save_as or identity.default_save_as(a.name),
+                                              a.out_dir, overwrite=a.overwrite)
+    except identity.IdentityError as e:
+        print(f"identity: {e}", file=sys.stderr)
+        return 2
+    train, held = identity.build(a.name, a.maker)
+    print(f"wrote {train_path} ({len(train)} rows) and {held_path} ({len(held)} held-out questions)")
+    for r in train[:3]:
+        print(f"  {r['instruction']} -> {r['output']}")
+    print(f"train on it: python app.py train presets/quickstart.yaml --set data.datasets=[{train_path}]")
+    return 0
+
+
+COMMANDS = {"identity": cmd_identity, "train": cmd_train, "launch-script": cmd_launch_script, "export": cmd_export, "chat": cmd_chat}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,10 @@ or a heavy package, at any depth (tests/test_import_rule.py checks every import 
   runs/       a run folder and its processes: paths, atomic writes, events, metrics (the metric table),
               progress (the one fold from events to a run's state), store (discovery), processes (the
               one spawn helper), launcher, the chat / export / evaluation clients, torchrun, failures
-  data/       dataset names, files, formats, sources, checks, templates, encoding, pipeline, pairs, preview
+  data/       dataset names, files, formats, sources, checks, templates, encoding, pipeline, pairs, preview,
+              held-out questions (held_out), the identity helper (identity)
   preflight/  what is known before a run: the model list, a model's shape, the memory estimate, the
-              method table
+              method table, the schedule (epochs and steps resolved from the data's size)
 
 Heavy packages (torch, transformers, peft, trl, bitsandbytes): only worker processes import these.
   modeling/   loading and quantisation, adapters (peft + bottleneck), layers, attention, stop tokens,
@@ -18,5 +19,6 @@ Heavy packages (torch, transformers, peft, trl, bitsandbytes): only worker proce
               args, collate, loss, optimizers, checkpoints, hooks, ranks, output
   chat/       the chat worker (`python -m engine.chat`) and generation
   export/     the export worker (`python -m engine.export --config ...`): GGUF, Modelfile, model card
-  evaluate/   the evaluation worker (`python -m engine.evaluate --config ...`) and ROUGE-L
+  evaluate/   the evaluation worker (`python -m engine.evaluate --config ...`) and ROUGE-L; the report card
+              the training worker writes at the end of an SFT run, and the drift ratio
 """

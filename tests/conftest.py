@@ -54,7 +54,8 @@ def write_config(tmp_path: Path, model: Path | str, **sections) -> Path:
             "method": {"finetuning": "lora", "lora": {"rank": 8, "alpha": 16}},
             "train": {"max_steps": 6, "batch_size": 4, "learning_rate": 0.003, "save_steps": 3,
                       "logging_steps": 1},
-            "output": {"run_name": "run", "saves_dir": str(tmp_path)}}
+            "output": {"run_name": "run", "saves_dir": str(tmp_path)},
+            "report": {"held_out": "none"}}  # the report card costs generation; its own tests turn it on
     for sec, vals in sections.items():
         data.setdefault(sec, {}).update(vals)
     run_dir = tmp_path / data["output"]["run_name"]

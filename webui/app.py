@@ -34,6 +34,11 @@ CSS = """
 .ws-failure:empty, .ws-problems:empty, .ws-message:empty { display: none; }
 .ws-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
 .ws-placeholder { padding: 24px; color: #374151; }
+.ws-report { padding: 10px 12px; border: 1px solid #e5e7eb; border-radius: 8px; }
+.ws-report table { width: 100%; border-collapse: collapse; margin: 6px 0; font-size: 0.9rem; }
+.ws-report td, .ws-report th { border-bottom: 1px solid #eee; padding: 4px 6px; text-align: left; vertical-align: top; }
+.ws-report td.hit { background: #e6fcf5; }
+.ws-report-box:empty { display: none; }
 """
 
 
@@ -65,7 +70,7 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
             with gr.Tab("Method"):
                 method_fields, method_views = method.build(state)
             with gr.Tab("Hyperparameters"):
-                hp_fields, hp_views = hyperparams.build(state)
+                hp_fields, hp_views, hp_steps = hyperparams.build(state)
             with gr.Tab("Train", id=train.TAB_ID):
                 panel = train.build(state)
             with gr.Tab("Chat") as chat_tab:
@@ -74,7 +79,7 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
                 export_fields = export.build(state, export_tab)
         form = ConfigForm(widgets=[*model, *data_fields, *method_fields, *hp_fields, *panel.fields, *chat_fields,
                                    *export_fields], views=panel.views, state=state,
-                         readouts=[method_views, hp_views])
+                         readouts=[method_views, hp_views, hp_steps, panel.schedule])
         form.wire()
         train.wire(panel, form, watch)
 

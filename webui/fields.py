@@ -72,6 +72,10 @@ def widget(key: str, value: Any) -> gr.components.Component:
     if key == "data.eval_datasets":
         return gr.Dropdown(choices=list(dataset_names.bundled(include_eval=True)), value=shown, multiselect=True,
                            allow_custom_value=True, **common)
+    if key in ("retain.dataset", "report.held_out"):
+        extra = ["auto", "none"] if key == "report.held_out" else []
+        return gr.Dropdown(choices=extra + list(dataset_names.bundled(include_eval=key == "report.held_out")),
+                           value=shown, allow_custom_value=True, **common)
     if key == "data.columns":
         return gr.Textbox(value=shown, lines=1, placeholder="instruction=question, output=answer", **common)
     if key == "model.name_or_path":
@@ -138,6 +142,12 @@ def applies(key: str, cfg: C.RunConfig) -> bool:
     decided = method_config.applies(key, cfg)  # method and stage fields: engine.config.method decides
     if decided is not None:
         return decided
+    if key in ("retain.dataset", "retain.share"):
+        return cfg.retain.method != "none"
+    if key == "retain.max_new_tokens":
+        return cfg.retain.method == "replay"
+    if key == "train.min_epochs":
+        return bool(cfg.train.target_steps)
     if key == "train.eval_steps":
         return cfg.data.val_size > 0
     if key == "distributed.cpu_offload":

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui import fields, method_panel
+from webui import fields, method_panel, schedule_view
 
-LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.batch_size", "train.grad_accum",
+LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.target_steps", "train.min_epochs",
+        "train.batch_size", "train.grad_accum",
         "train.optimizer", "train.scheduler", "train.warmup_ratio", "train.weight_decay"]
 RIGHT = ["train.max_grad_norm", "train.seed", "train.logging_steps", "train.save_steps", "train.eval_steps",
          "train.save_total_limit", "train.gradient_checkpointing", "train.packing", "train.trained_logits_only",
@@ -15,8 +16,9 @@ DIST = ["distributed.nproc_per_node", "distributed.strategy", "distributed.cpu_o
         "distributed.nnodes", "distributed.master_addr", "distributed.master_port", "distributed.node_rank"]
 
 
-def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews]:
+def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews, schedule_view.ScheduleView]:
     cfg = state.value.config
+    steps = schedule_view.build(cfg)  # epochs and steps as resolved from the data, live as they are edited
     with gr.Row():
         with gr.Column(scale=1):
             left = fields.build(LEFT, cfg)
@@ -27,4 +29,4 @@ def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.Metho
                     "`python app.py launch-script CONFIG --nodes N` writes a SLURM file.")
         dist = fields.build(DIST, cfg)
     views = method_panel.build(cfg, table=False)  # the memory estimate, live as batch / cutoff change
-    return left + right + dist, views
+    return left + right + dist, views, steps

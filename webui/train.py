@@ -20,7 +20,7 @@ from engine.runs import launcher
 from engine.runs import store as runs
 from engine.runs.metrics import CHARTS
 from engine.runs.processes import worker_alive
-from webui import charts, fields, presets, progress, runs_table
+from webui import charts, fields, presets, progress, report_view, runs_table, schedule_view
 from webui import state as S
 from webui.form import ConfigForm, ConfigViews
 from webui.live import RunFollower, Watch
@@ -41,6 +41,8 @@ class TrainPanel:
     message: gr.Markdown
     progress: gr.HTML
     failure: gr.Markdown
+    report: gr.HTML                 # the watched run's report card (held-out hits, drift)
+    schedule: schedule_view.ScheduleView  # epochs / steps resolved from the data, before Start
     plots: dict[str, gr.Plot]  # chart name -> its plot
     log: gr.Textbox
     runs: gr.Dataframe
@@ -57,7 +59,7 @@ class TrainPanel:
     @property
     def shown(self) -> list[Any]:
         """Everything the panel shows about the watched run."""
-        return [self.message, self.progress, self.failure, *self.plots.values(), self.log, self.runs,
+        return [self.message, self.progress, self.failure, self.report, *self.plots.values(), self.log, self.runs,
                 self.run_picker, self.compare]
 
     @property
@@ -75,10 +77,12 @@ def build(state: gr.State) -> TrainPanel:
                 start = gr.Button("Start", variant="primary", elem_classes=["ws-start"])
                 stop = gr.Button("Stop", variant="stop", elem_classes=["ws-stop"])
                 resume = gr.Button("Resume", variant="secondary", elem_classes=["ws-resume"])
+    steps = schedule_view.build(st.config)
     problems = gr.Markdown(elem_classes=["ws-problems"])
     message = gr.Markdown(elem_classes=["ws-message"])
     prog = gr.HTML(progress.progress_html(None, None), elem_classes=["ws-progress-box"])
     failure = gr.Markdown(elem_classes=["ws-failure"])
+    report = gr.HTML("", elem_classes=["ws-report-box"])
     plots = {}
     for row in range(0, len(CHARTS), 2):  # two charts a row
         with gr.Row():
@@ -106,6 +110,7 @@ def build(state: gr.State) -> TrainPanel:
     timer = gr.Timer(TICK_SECONDS)
     return TrainPanel(fields=run_fields, views=ConfigViews(yaml=yaml_view, cli=cli, problems=problems),
                       start=start, stop=stop, resume=resume, message=message, progress=prog, failure=failure,
+                      report=report, schedule=steps,
                       plots=plots, log=log, runs=table, run_picker=run_picker, compare=compare, refresh=refresh,
                       preset_name=preset_name, save_preset=save_preset, timer=timer, state=state)
 
@@ -127,6 +132,14 @@ def status_updates(p: TrainPanel, watch: Watch) -> dict:
     alive = worker_alive(cur.run_dir)
     return {p.progress: progress.progress_html(cur.name, cur.series, alive=alive),
             p.failure: progress.failure_markdown(cur.series, alive=alive)}
+
+
+def report_updates(p: TrainPanel, watch: Watch) -> dict:
+    cur = watch.current
+    if cur is None:
+        return {p.report: ""}
+    answering = cur.series.detail.endswith("report card") and not cur.series.ended
+    return {p.report: report_view.card_html(cur.run_dir, "report" if answering else cur.series.status)}
 
 
 def runs_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
@@ -152,7 +165,8 @@ def attach(watch: Watch, run_dir: Optional[Path]) -> Watch:
 
 def panel_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
     log = watch.current.log_tail(force=True) if watch.current else ""
-    return {**chart_updates(p, watch), **status_updates(p, watch), **runs_updates(p, st, watch), p.log: log or ""}
+    return {**chart_updates(p, watch), **status_updates(p, watch), **runs_updates(p, st, watch),
+            **report_updates(p, watch), p.log: log or ""}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +207,7 @@ def on_tick(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
     cur = watch.current
     if cur is None:
         return {p.message: gr.skip()}  # not {}: Gradio reads an empty dict as one value for every output
-    before = cur.series.status
+    before, before_detail = cur.series.status, cur.series.detail
     out: dict[Any, Any] = {}
     if watch.poll():
         out.update(chart_updates(p, watch))
@@ -207,6 +221,8 @@ def on_tick(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
         out[p.log] = log
     if cur.series.status != before and cur.series.status in ("running", "finished", "stopped", "failed"):
         out.update(runs_updates(p, st, watch))
+    if (cur.series.status, cur.series.detail) != (before, before_detail):
+        out.update(report_updates(p, watch))
     return out
 
 

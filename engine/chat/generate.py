@@ -207,3 +207,28 @@ def load_run(run_dir: str | Path | None, base: str | None = None):
     else:
         l = load_source(ChatSource("run", run_dir=str(run_dir)))
     return l.model, l.tok
+
+
+@torch.no_grad()
+def answer_batch(model, tok, conversations: list[list[dict]], max_new_tokens: int = 64,
+                 stop_ids: list[int] | None = None, batch_size: int = 16) -> list[tuple[str, list[int]]]:
+    """Greedy replies to many conversations at once, left-padded in batches: (text, generated token ids
+    up to and including the first stop token) for each, in order. The report card and replay use it."""
+    ids_stop = stop_ids or stop_token_ids(tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else ids_stop[0]
+    prompts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+               for c in conversations]
+    out: list[tuple[str, list[int]]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in chunk], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
+        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             temperature=None, top_p=None, top_k=None, pad_token_id=pad, eos_token_id=ids_stop,
+                             use_cache=True)
+        for row in gen[:, width:].tolist():
+            cut = next((i + 1 for i, t in enumerate(row) if t in ids_stop), len(row))
+            new = row[:cut]
+            out.append((tok.decode(new, skip_special_tokens=True).strip(), new))
+    return out

@@ -20,6 +20,7 @@ import yaml
 
 from engine.config import schema
 from engine.config.method import MethodConfig, method_problems
+from engine.config.report import ReportConfig, RetainConfig  # noqa: F401
 from engine.config.schema import F, N, build_section, show, type_name
 from engine.runs.atomic import write_text
 
@@ -93,8 +94,15 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     learning_rate: float = F(2e-4, "Peak learning rate.", min_exclusive=0.0, max=1.0)
-    epochs: float = F(3.0, "Passes over the training data.", min_exclusive=0.0)
+    epochs: Optional[float] = F(None, "Passes over the training data. Empty = resolved from the data's size: about "
+                                      "target_steps optimizer steps (3 epochs when target_steps is empty too).",
+                                min_exclusive=0.0)
     max_steps: Optional[int] = F(None, "Stop after this many optimizer steps (overrides epochs when set).", min=1)
+    target_steps: Optional[int] = F(None, "Aim for about this many optimizer steps whatever the data's size: whole "
+                                          "epochs are resolved from the row count (at least min_epochs). Only while "
+                                          "epochs and max_steps are empty: a value in either wins.", min=1)
+    min_epochs: float = F(1.0, "With target_steps: at least this many passes over the data, however many rows.",
+                          min_exclusive=0.0)
     batch_size: int = F(4, "Examples per device per forward pass.", min=1, max=4096)
     grad_accum: int = F(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).",
                         min=1, max=4096)
@@ -165,6 +173,8 @@ class RunConfig:
     train: TrainConfig = N(TrainConfig, "Optimisation hyperparameters.")
     output: OutputConfig = N(OutputConfig, "Where the run is saved.")
     distributed: DistributedConfig = N(DistributedConfig, "Several GPUs or machines (torchrun / DeepSpeed).")
+    retain: RetainConfig = N(RetainConfig, "Keep what the model already knew while it learns your data.")
+    report: ReportConfig = N(ReportConfig, "The report card at the end of an SFT run: held-out questions answered.")
 
 
 SHARDED_STRATEGIES = ("fsdp", "deepspeed_zero2", "deepspeed_zero3")
@@ -279,6 +289,8 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
                 err = names.problem(d, root=root)
                 if err:
                     p.append(f"data.{key}[{i}]: {err}")
+        from engine.config import report
+        p += report.problems(cfg, root=root)
         from engine.preflight import model_list
         err = model_list.problem(cfg.model.name_or_path)
         if err:

@@ -94,6 +94,9 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:  # Optional[X]: X's own words (e.g. "must be a finite number")
+            return _coerce(value, members[0], key, problems)
         # Try each non-None member; keep the first that fits.
         for a in args:
             if a is type(None):

@@ -112,7 +112,8 @@ def discovered(saves: Path | None = None) -> list[str]:
     out = list(bundled())
     up = uploads_dir()
     if up.is_dir():
-        out += [str(p) for p in sorted(up.iterdir()) if p.is_file() and p.suffix.lower() in FILE_SUFFIXES]
+        out += [str(p) for p in sorted(up.iterdir()) if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
+                and not p.stem.endswith("_eval")]  # held-out files (the identity helper's) are not training sets
     info = DATA_DIR / INFO_FILE
     if info.is_file():
         try:

@@ -11,9 +11,10 @@ from engine.train import ranks as distributed
 from engine.train.optimizers import hf_optim
 
 
-def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_class=None, extra=None):
+def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_class=None, extra=None, schedule=None):
     """The Trainer's arguments; the distributed section adds DDP / FSDP / DeepSpeed settings; args_class /
-    extra: the stage's TrainingArguments subclass (trl) and its fields."""
+    extra: the stage's TrainingArguments subclass (trl) and its fields; schedule: the resolved epochs and steps
+    (engine.preflight.schedule), passed as an exact step count."""
     import torch
     from transformers import TrainingArguments
     t = cfg.train
@@ -24,8 +25,8 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.learning_rate,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1,
+        num_train_epochs=schedule.epochs if schedule and schedule.epochs else (t.epochs or 3.0),
+        max_steps=(schedule.total_steps if schedule and schedule.total_steps else t.max_steps) or -1,
         lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
         max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 1e9,

@@ -43,15 +43,6 @@ def args_class(cfg: RunConfig):
     return TrainingArguments, {}
 
 
-def total_steps(cfg: RunConfig, n_rows: int) -> int:
-    """Optimizer steps the run will take (AdaLoRA's schedule needs it before training)."""
-    import math
-    if cfg.train.max_steps:
-        return cfg.train.max_steps
-    per_epoch = max(1, math.ceil(n_rows / cfg.train.batch_size) // cfg.train.grad_accum)
-    return max(1, math.ceil(per_epoch * cfg.train.epochs))
-
-
 def _trainer_class(cfg: RunConfig):
     s = cfg.method.stage
     if s == "dpo":

@@ -123,7 +123,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     from engine.modeling import adapters as methods
     from engine.modeling import load as models
     from engine.modeling import telemetry
-    from engine.train import stages
+    from engine.preflight import schedule
+    from engine.train import retain, stages
     from engine.train.args import training_args
     from engine.train.hooks import EventsCallback, StopOnSignal
     from engine.train.output import save_final
@@ -146,19 +147,27 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         train_rows, val_rows, report = pairs.build(cfg)
     else:
         train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
-    events.write("data", 0, train_rows=report.train, val_rows=report.val, **report.as_event())
+    general = retain.Plan() if stages.uses_pairs(cfg) else retain.plan(cfg, tokenizer, len(train_rows))
+    events.write("data", 0, train_rows=report.train, val_rows=report.val, general_rows=general.n, **report.as_event())
+    sched = schedule.resolve(cfg.train, len(train_rows) + general.n, max(1, distributed.world_size()),
+                             general_rows=general.n)
+    if distributed.is_main():
+        print(sched.describe(), flush=True)
+        print(retain.describe(general, cfg), flush=True)
     if flag.set:
         events.status("stopped", 0, reason="stopped before training began")
         return 0
 
     # Built before the model: DeepSpeed ZeRO-3 must see its config while the weights load.
-    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
+    args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg), schedule=sched)
     model = models.load_model(cfg, path)
+    if general.n:  # replay: the base model answers its general prompts before any adapter exists
+        events.status("loading", 0, what=f"general rows ({general.n})")
+        train_rows = train_rows + retain.examples(general, cfg, model, tokenizer, path)
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
     from engine.modeling import liger
     kernels = liger.apply(model, cfg)  # fused RMSNorm / RoPE / SwiGLU on CUDA, before adapters wrap the layers
-    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir,
-                          tokenizer=tokenizer)
+    model = methods.apply(model, cfg, total_steps=sched.total_steps, run_dir=run_dir, tokenizer=tokenizer)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
@@ -176,6 +185,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         "torch": torch.__version__, "world_size": args.world_size, "strategy": cfg.distributed.strategy,
         "attention": getattr(model.config, "_attn_implementation", None), "packing": collate.packed,
         "liger": " ".join(kernels + ["fused_linear_cross_entropy"] * fused) or "off",
+        "epochs": sched.epochs, "total_steps": sched.total_steps, "warmup_steps": sched.warmup_steps,
+        "steps_per_epoch": sched.steps_per_epoch, "schedule_rule": sched.rule, "general_rows": general.n,
     }
     if args.deepspeed and distributed.is_main():  # the exact DeepSpeed config, beside the run, for the record
         (run_dir / "deepspeed.json").write_text(json.dumps(args.deepspeed, indent=1, default=str))
@@ -202,8 +213,29 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     distributed.barrier()  # no rank exits before the output is whole
     if not distributed.is_main():
         return 0
+    if distributed.world_size() <= 1:
+        report_card(cfg, trainer.model, tokenizer, path, run_dir, events, step)
     events.status("finished", step, output=str(final.relative_to(run_dir)), **telemetry.memory())
     return 0
+
+
+def report_card(cfg: C.RunConfig, model, tokenizer, base_path: str, run_dir: Path, events: EventWriter,
+                step: int) -> None:
+    """Answer the held-out questions (tuned and base) and measure drift: report.json and a `report` event. The
+    weights are already saved, so a failure here is reported on the card and never fails the run."""
+    from engine.data import held_out
+    from engine.evaluate import report_card as card
+    from engine.modeling.stop_tokens import stop_token_ids
+    name = held_out.source(cfg)
+    if name is None:
+        return
+    events.status("running", step, what="report card", held_out=name)
+    print(f"report card: answering the held-out questions of {name} (tuned and base)", flush=True)
+    try:
+        card.write(cfg, model, tokenizer, base_path, run_dir, events, step, stop_token_ids(tokenizer))
+    except Exception as e:  # noqa: BLE001  (the run itself succeeded)
+        traceback.print_exc()
+        events.write("report", step, error=f"the report card could not be made: {type(e).__name__}: {e}")
 
 
 def main(argv: list[str] | None = None) -> int:
