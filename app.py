@@ -103,6 +103,9 @@ def cmd_train(argv: list[str]) -> int:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
             cfg = C.load(a.config, a.overrides)
+            from engine.config.rl import warnings as rl_warnings
+            for w in rl_warnings(cfg):  # a Python reward file runs as code in the worker: say so first
+                print("warning:", w, file=sys.stderr)
             run_dir = launcher.start(cfg)  # refuses bad settings and bad rows before writing anything
     except (C.ConfigError, launcher.LaunchError) as e:
         print(str(e), file=sys.stderr)

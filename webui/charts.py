@@ -120,6 +120,11 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
     return fig
 
 
+def has_data(chart: Chart, series: Optional[RunSeries]) -> bool:
+    """Whether the run has logged any metric this chart draws."""
+    return series is not None and any(series.has(m.name) for m in on_chart(chart.name))
+
+
 def figure(chart: Chart, series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSeries]] = ()) -> go.Figure:
     """The figure of one chart of engine.runs.metrics.CHARTS for a run (and, for the loss, other runs)."""
     if chart.name == "loss":

@@ -86,6 +86,8 @@ def warnings(state: RunState) -> list[str]:
     out = []
     if state.config.model.trust_remote_code:
         out.append(TRUST_REMOTE_CODE_WARNING)
+    from engine.config import rl
+    out += rl.warnings(state.config)  # a Python reward file runs as code in the worker
     return out
 
 

@@ -86,7 +86,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     import torch
     from transformers import set_seed
 
-    from engine.data import pairs, pipeline, templates
+    from engine.data import pairs, pipeline, prompts, templates
     from engine.modeling import adapters as methods
     from engine.modeling import load as models
     from engine.modeling import telemetry
@@ -110,6 +110,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.status("loading", 0, what="data")
     if stages.uses_pairs(cfg):  # preference / reward stages: prompt, chosen, rejected rows for trl
         train_rows, val_rows, report = pairs.build(cfg)
+    elif stages.uses_prompts(cfg):  # grpo / ppo: prompts and reference answers to sample completions for
+        train_rows, val_rows, report = prompts.build(cfg)
     else:
         train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
     events.write("data", 0, train_rows=report.train, val_rows=report.val, **report.as_event())
@@ -121,7 +123,11 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     model = models.load_model(cfg, path)
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
-    model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
+    if stages.uses_prompts(cfg) and cfg.method.rl.policy_run.strip():  # RLHF: the sft run's adapter goes on
+        from engine.train.rl import start_policy
+        model = start_policy(cfg, model)
+    else:
+        model = methods.apply(model, cfg, total_steps=stages.total_steps(cfg, len(train_rows)), run_dir=run_dir)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
@@ -146,7 +152,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     stopper = StopOnSignal(flag)
     collate, loss_func = stages.collator(cfg, tokenizer)
     trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
-                                   [EventsCallback(events, run_dir), stopper], collate, loss_func)
+                                   [EventsCallback(events, run_dir), stopper], collate, loss_func, events)
     ckpts = checkpoints(run_dir)
     resume_from = ckpts[-1] if ckpts else None
     if resume_from:
@@ -158,6 +164,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         events.status("stopped", step, checkpoint=f"checkpoint-{step}",
                       reason="stopped by request; resume continues from this checkpoint")
         return 0
+    if stages.uses_prompts(cfg):
+        from engine.train.rl import drop_reference
+        drop_reference(trainer.model)  # the frozen copy trl keeps beside a continued adapter is not the output
     final = save_final(trainer, tokenizer, cfg, run_dir, resolved)
     distributed.barrier()  # no rank exits before the output is whole
     if not distributed.is_main():
