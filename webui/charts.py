@@ -103,7 +103,8 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
     for m in drawn:
         color = COLORS[METRICS.index(m) % len(COLORS)]
         ranks = series.other_ranks(m.name)
-        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[m.name], mode=mode,
+        # connectgaps: a metric logged only on some steps (grpo's rewards, when a batch is reused) is one line
+        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[m.name], mode=mode, connectgaps=True,
                                  name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
         for key in ranks:  # several processes: one thinner line per other rank
             fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[key], mode=mode,
