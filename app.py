@@ -45,7 +45,8 @@ def _progress(run_dir: Path) -> int:
                         bar.set_postfix_str(state.detail)
                 elif kind == "train":
                     bar.n = state.step
-                    bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-")
+                    extra = {"reward": f"{e['reward']:.3f}"} if isinstance(e.get("reward"), float) else {}  # grpo / ppo
+                    bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-", **extra)
                 elif kind == "data":
                     bar.write(data_summary(e))
                 elif kind == "eval":

@@ -27,7 +27,7 @@ def test_prompts_and_references_come_from_every_conversation_format(tmp_path):
     alpaca = rl_config(tmp_path)
     train, val, report = prompts.build(alpaca)
     assert report.train == 200 and val == []
-    assert train[0]["prompt"] == [{"role": "user", "content": "What is 17 + 8? Reply with one line, like: 2 + 2 = 4"}]
+    assert train[0]["prompt"] == [{"role": "user", "content": "What is 17 + 8?"}]
     assert train[0]["answer"] == "25"
     messages = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
                               {"role": "assistant", "content": "4"}], "level": 1}]

@@ -188,8 +188,7 @@ def build(cfg: RunConfig) -> tuple[list[Callable], list[float], list, list[str]]
 
 def score(names: list[str], funcs: list[Callable], weights: list[float], prompts: list, completions: list[str],
           answers: list, completion_ids: list | None = None) -> list[float]:
-    """The weighted reward of each completion, as training sums it (for judging a model after training; the
-    reward model is not scored here)."""
+    """The weighted reward of each completion, as training sums it."""
     total = [0.0] * len(completions)
     for name, fn, w in zip(names, funcs, weights):
         if name == "reward_model":
@@ -197,3 +196,31 @@ def score(names: list[str], funcs: list[Callable], weights: list[float], prompts
         vals = fn(prompts=prompts, completions=completions, answer=answers, completion_ids=completion_ids)
         total = [t + w * v for t, v in zip(total, vals)]
     return total
+
+
+def judge(run_dir: str | Path, rows: list[dict]) -> dict:
+    """Mean weighted reward of the greedy replies of the run's base model and of the tuned one to held-out
+    prompts ({instruction, output} rows; output = the reference answer), under the run's own rewards (the
+    built-in ones and a Python file; not a reward model)."""
+    from engine.chat.generate import answer, load_source, model_for
+    from engine.config.chat import ChatSource
+    from engine.runs.store import run_config
+    cfg = run_config(Path(run_dir))
+    funcs, ws, _, names = build(cfg)
+    loaded = load_source(ChatSource("run", run_dir=str(run_dir)))
+    out = {}
+    for variant in ("base", "tuned"):
+        with model_for(loaded, variant) as model:
+            replies = [answer(model, loaded.tok, [{"role": "user", "content": r["instruction"]}],
+                              max_new_tokens=cfg.method.rl.max_completion_length, stop_ids=loaded.stop_ids)
+                       for r in rows]
+        # the tokens each reply took, with its stop token, as the length reward counted them in training
+        ids = [loaded.tok(text, add_special_tokens=False)["input_ids"] + [loaded.stop_ids[0]] for text in replies]
+        prompts, answers = [r["instruction"] for r in rows], [r["output"] for r in rows]
+        scores = score(names, funcs, ws, prompts, replies, answers, ids)
+        out[variant] = sum(scores) / len(scores)
+        for name, fn in zip(names, funcs):  # each reward's own mean, unweighted
+            vals = fn(prompts=prompts, completions=replies, answer=answers, completion_ids=ids)
+            out[f"{variant}/{name}"] = sum(vals) / len(vals)
+        out[f"{variant}_replies"] = replies
+    return out

@@ -101,6 +101,7 @@ def build(T: type, cfg: RunConfig, train_rows, val_rows, kw: dict, events=None):
     from engine.train import rewards
     funcs, weights, toks, names = rewards.build(cfg)
     kw["args"].reward_weights = weights
+    kw["args"].include_num_input_tokens_seen = "no"  # trl counts prompt + completion tokens itself
     trainer = T(reward_funcs=funcs, train_dataset=Dataset.from_list(train_rows),
                 eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
                 reward_processing_classes=toks, **kw)
