@@ -53,6 +53,9 @@ def _progress(run_dir: Path) -> int:
                     bar.write(f"step {e.get('step')}: eval_loss {e.get('eval_loss'):.4f}")
             if state.ended or not worker_alive(run_dir):
                 state.add(reader.read_new())  # drain what the worker wrote last
+                deadline = time.time() + 60  # let it exit, so a script's next `train` (an RLHF chain) may start
+                while state.ended and worker_alive(run_dir) and time.time() < deadline:
+                    time.sleep(0.2)
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:

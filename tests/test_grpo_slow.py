@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, run_worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # ~3 minutes alone; far more on a busy machine
 STEPS = 24  # the preset runs 60; 24 already separate the first 10 logged steps from the last 10 clearly
 
 
