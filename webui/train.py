@@ -87,6 +87,7 @@ def build(state: gr.State) -> TrainPanel:
                 plots[chart.name] = gr.Plot(charts.figure(chart, None), show_label=False, visible=not chart.optional,
                                             elem_classes=[CHART_CLASS.get(chart.name, f"ws-chart-{chart.name}")])
     samples = gr.Dataframe(headers=SAMPLE_HEADERS, value=[], interactive=False, wrap=True, visible=False,
+                           column_widths=["6%", "26%", "44%", "8%", "16%"],
                            label="Sample completions (latest logged step) and their rewards",
                            elem_classes=["ws-samples"])
     with gr.Accordion("Worker log (last lines)", open=False):
