@@ -156,3 +156,14 @@ def test_the_ui_and_cli_warn_before_a_reward_file_runs(tmp_path):
     (w,) = rl.warnings(cfg)
     assert str(f) in w and "with your user's rights" in w
     assert rl.warnings(C.replace(cfg, "method.stage", "sft")) == []
+
+
+def test_the_rlhf_presets_chain_each_step_to_the_one_before():
+    from webui import presets
+    sft, rm, ppo = (presets.load(n) for n in ("rlhf_1_sft", "rlhf_2_rm", "rlhf_3_ppo"))
+    assert (sft.method.stage, rm.method.stage, ppo.method.stage) == ("sft", "rm", "ppo")
+    assert ppo.method.rl.policy_run == sft.output.run_name and ppo.method.rl.reward_model_run == rm.output.run_name
+    assert sft.model.name_or_path == rm.model.name_or_path == ppo.model.name_or_path
+    assert ppo.method.rl.beta > 0 and ppo.method.rl.weight_reward_model > 0
+    grpo = presets.load("grpo")
+    assert grpo.method.stage == "grpo" and grpo.data.datasets == ["arithmetic"]

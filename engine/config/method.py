@@ -128,9 +128,9 @@ class MethodConfig:
     stage: Stage = F("sft", "Training stage. pt: continued pre-training on plain text; sft: supervised "
                             "fine-tuning on conversations; dpo / orpo / simpo / kto: preference training on "
                             "prompt / chosen / rejected rows; rm: a reward model scoring replies; grpo: online "
-                            "RL on prompts with reward functions; ppo: RLHF step 3 against an rm run's reward "
-                            "model (clipped objective and KL penalty, but group-relative advantages: no value "
-                            "network, see method.rl).")
+                            "RL on prompts with reward functions; ppo: RLHF step 3, from an sft run against an "
+                            "rm run's reward model (or reward functions): PPO's clipped objective and KL penalty, "
+                            "but group-relative advantages, with no value network and no GAE (see method.rl).")
     finetuning: Finetuning = F("lora",
                                "lora: small trainable adapters on frozen weights; qlora: the same on 4-bit weights; "
                                "adalora: LoRA that moves rank to where it helps; ia3: learned rescaling "
