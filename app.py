@@ -50,7 +50,8 @@ def _progress(run_dir: Path, offset: int = 0) -> int:
                         bar.write(f"report card: answering the held-out questions of {e.get('held_out')} ...")
                 elif kind == "train":
                     bar.n = state.step
-                    bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-")
+                    extra = {"reward": f"{e['reward']:.3f}"} if isinstance(e.get("reward"), float) else {}  # grpo / ppo
+                    bar.set_postfix(loss=f"{state.final_loss:.4f}" if state.final_loss is not None else "-", **extra)
                 elif kind == "data":
                     bar.write(data_summary(e))
                 elif kind == "warning":
@@ -59,6 +60,9 @@ def _progress(run_dir: Path, offset: int = 0) -> int:
                     bar.write(f"step {e.get('step')}: eval_loss {e.get('eval_loss'):.4f}")
             if state.ended or not worker_alive(run_dir):
                 state.add(reader.read_new())  # drain what the worker wrote last
+                deadline = time.time() + 60  # let it exit, so a script's next `train` (an RLHF chain) may start
+                while state.ended and worker_alive(run_dir) and time.time() < deadline:
+                    time.sleep(0.2)
                 break
             time.sleep(0.5)
         # Return only once the worker has exited (and freed its memory): the next command may start a run.
@@ -119,6 +123,9 @@ def cmd_train(argv: list[str]) -> int:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
             cfg = C.load(a.config, a.overrides)
+            from engine.config.rl import warnings as rl_warnings
+            for w in rl_warnings(cfg):  # a Python reward file runs as code in the worker: say so first
+                print("warning:", w, file=sys.stderr)
             run_dir, offset = launcher.start(cfg), 0  # refuses bad settings and bad rows before writing anything
             print(schedule.plan(cfg).describe(), flush=True)
     except (C.ConfigError, launcher.LaunchError) as e:

@@ -3,12 +3,13 @@
 Light packages (stdlib + yaml, plus the `tokenizers` library and jinja2 in data/): the UI process and the
 CLI import these, and none of them imports torch, transformers, peft, trl, bitsandbytes or accelerate,
 or a heavy package, at any depth (tests/test_import_rule.py checks every import statement).
-  config/     typed configs: schema (fields, checks), run (RunConfig), method, export, chat, evaluate
+  config/     typed configs: schema (fields, checks), run (RunConfig), method, rl (grpo / ppo), export, chat,
+              evaluate
   runs/       a run folder and its processes: paths, atomic writes, events, metrics (the metric table),
               progress (the one fold from events to a run's state), store (discovery), processes (the
               one spawn helper), launcher, the chat / export / evaluation clients, torchrun, failures
-  data/       dataset names, files, formats, sources, checks, templates, encoding, pipeline, pairs, preview,
-              held-out questions (held_out), the identity helper (identity)
+  data/       dataset names, files, formats, sources, checks, templates, encoding, pipeline, pairs, prompts,
+              preview, held-out questions (held_out), the identity helper (identity)
   preflight/  what is known before a run: the model list, a model's shape, the memory estimate, the
               method table, the schedule (epochs and steps resolved from the data's size)
 
@@ -16,7 +17,7 @@ Heavy packages (torch, transformers, peft, trl, bitsandbytes): only worker proce
   modeling/   loading and quantisation, adapters (peft + bottleneck), layers, attention, stop tokens,
               telemetry
   train/      the training worker (`python -m engine.train --config saves/<run>/config.yaml`): stages,
-              args, collate, loss, optimizers, checkpoints, hooks, ranks, output
+              args, collate, loss, optimizers, checkpoints, hooks, ranks, output, rl (grpo / ppo), rewards
   chat/       the chat worker (`python -m engine.chat`) and generation
   export/     the export worker (`python -m engine.export --config ...`): GGUF, Modelfile, model card
   evaluate/   the evaluation worker (`python -m engine.evaluate --config ...`) and ROUGE-L; the report card

@@ -50,10 +50,12 @@ def test_dpo_with_full_finetuning_uses_a_frozen_reference(make_config):
     assert all("rewards/accuracies" in e for e in ev if e["kind"] == "train")
 
 
-def test_ppo_is_refused_with_the_reason(tiny_model_dir):
+def test_ppo_needs_a_reward_and_its_kl_penalty(tiny_model_dir):
+    """ppo runs (tests/test_rl.py); without a reward, or with the KL penalty off, it is refused by field."""
     with pytest.raises(C.ConfigError) as e:
-        C.from_dict({"model": {"name_or_path": str(tiny_model_dir)}, "method": {"stage": "ppo"}}, check_files=False)
-    assert "PPOTrainer" in str(e.value) and "method.stage" in str(e.value)
+        C.from_dict({"model": {"name_or_path": str(tiny_model_dir)}, "method": {"stage": "ppo", "rl": {"beta": 0}}},
+                    check_files=False)
+    assert "method.rl: the ppo stage needs at least one reward" in str(e.value) and "method.rl.beta" in str(e.value)
 
 
 def test_incompatible_method_and_stage_are_named(tiny_model_dir):

@@ -103,7 +103,8 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
     for m in drawn:
         color = COLORS[METRICS.index(m) % len(COLORS)]
         ranks = series.other_ranks(m.name)
-        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[m.name], mode=mode,
+        # connectgaps: a metric logged only on some steps (grpo's rewards, when a batch is reused) is one line
+        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[m.name], mode=mode, connectgaps=True,
                                  name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
         for key in ranks:  # several processes: one thinner line per other rank
             fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[key], mode=mode,
@@ -118,6 +119,11 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
         fig.update_yaxes(exponentformat="e")
     _whole_steps(fig, _last_step(series))
     return fig
+
+
+def has_data(chart: Chart, series: Optional[RunSeries]) -> bool:
+    """Whether the run has logged any metric this chart draws."""
+    return series is not None and any(series.has(m.name) for m in on_chart(chart.name))
 
 
 def figure(chart: Chart, series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSeries]] = ()) -> go.Figure:

@@ -28,6 +28,8 @@ class RunSeries(Progress):
     metrics: dict[str, list[Optional[float]]] = field(default_factory=lambda: {m.name: [] for m in METRICS})
     eval_steps: list[int] = field(default_factory=list)
     eval_losses: list[Optional[float]] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)  # grpo / ppo: the latest sampled completions and rewards
+    samples_step: Optional[int] = None
 
     def add(self, events: list[dict]) -> "RunSeries":
         super().add(events)
@@ -35,6 +37,9 @@ class RunSeries(Progress):
             kind = e.get("kind")
             if kind == "train":
                 self._add_train(e)
+            elif kind == "samples" and isinstance(e.get("rows"), list):
+                self.samples = [r for r in e["rows"] if isinstance(r, dict)]
+                self.samples_step = int(e.get("step") or 0)
             elif kind == "eval":
                 v = e.get("eval_loss")
                 self.eval_steps.append(int(e.get("step") or 0))

@@ -22,14 +22,21 @@ PROMPT_KEYS = ["method.prompt.encoder", "method.prompt.prefix_projection", "meth
                "method.prompt.reparameterization", "method.prompt.projection_hidden_size"]
 STAGE_KEYS = ["method.pref.beta", "method.pref.dpo_loss", "method.pref.simpo_gamma",
               "method.pref.kto_desirable_weight", "method.pref.kto_undesirable_weight"]
-ALL_KEYS = METHOD_KEYS + STAGE_KEYS + LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + PROMPT_KEYS + FREEZE_KEYS
+RL_KEYS = ["method.rl.generations", "method.rl.max_completion_length", "method.rl.temperature", "method.rl.beta",
+           "method.rl.epsilon", "method.rl.iterations", "method.rl.weight_exact_match",
+           "method.rl.weight_contains_answer", "method.rl.weight_format", "method.rl.format_regex",
+           "method.rl.weight_length", "method.rl.length_target", "method.rl.weight_reward_model",
+           "method.rl.reward_model_run", "method.rl.weight_python", "method.rl.reward_file",
+           "method.rl.answer_column", "method.rl.policy_run"]
+ALL_KEYS = (METHOD_KEYS + STAGE_KEYS + RL_KEYS + LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + PROMPT_KEYS
+            + FREEZE_KEYS)
 
 
 def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.MethodViews]:
     cfg = state.value.config
     with gr.Row():
         with gr.Column(scale=1):
-            method = fields.build(METHOD_KEYS + STAGE_KEYS, cfg)
+            method = fields.build(METHOD_KEYS + STAGE_KEYS + RL_KEYS, cfg)
         with gr.Column(scale=1):
             adapter = fields.build(LORA_KEYS + QUANT_KEYS + ADALORA_KEYS + OTHER_KEYS + PROMPT_KEYS + FREEZE_KEYS,
                                    cfg)

@@ -91,6 +91,8 @@ def warnings(state: RunState) -> list[str]:
     _, tight = disk.check(state.config)
     if tight:
         out.append(tight)
+    from engine.config import rl
+    out += rl.warnings(state.config)  # a Python reward file runs as code in the worker
     return out
 
 

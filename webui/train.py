@@ -44,6 +44,7 @@ class TrainPanel:
     report: gr.HTML                 # the watched run's report card (held-out hits, drift)
     schedule: schedule_view.ScheduleView  # epochs / steps resolved from the data, before Start
     plots: dict[str, gr.Plot]  # chart name -> its plot
+    samples: gr.Dataframe      # grpo / ppo: the latest sampled completions with their rewards
     log: gr.Textbox
     runs: gr.Dataframe
     run_picker: gr.Dropdown
@@ -59,8 +60,8 @@ class TrainPanel:
     @property
     def shown(self) -> list[Any]:
         """Everything the panel shows about the watched run."""
-        return [self.message, self.progress, self.failure, self.report, *self.plots.values(), self.log, self.runs,
-                self.run_picker, self.compare]
+        return [self.message, self.progress, self.failure, self.report, *self.plots.values(), self.samples, self.log,
+                self.runs, self.run_picker, self.compare]
 
     @property
     def everything(self) -> list[Any]:
@@ -87,8 +88,12 @@ def build(state: gr.State) -> TrainPanel:
     for row in range(0, len(CHARTS), 2):  # two charts a row
         with gr.Row():
             for chart in CHARTS[row:row + 2]:
-                plots[chart.name] = gr.Plot(charts.figure(chart, None), show_label=False,
+                plots[chart.name] = gr.Plot(charts.figure(chart, None), show_label=False, visible=not chart.optional,
                                             elem_classes=[CHART_CLASS.get(chart.name, f"ws-chart-{chart.name}")])
+    samples = gr.Dataframe(headers=SAMPLE_HEADERS, value=[], interactive=False, wrap=True, visible=False,
+                           column_widths=["6%", "26%", "44%", "8%", "16%"],
+                           label="Sample completions (latest logged step) and their rewards",
+                           elem_classes=["ws-samples"])
     with gr.Accordion("Worker log (last lines)", open=False):
         log = gr.Textbox(show_label=False, lines=12, max_lines=12, autoscroll=True, interactive=False,
                          elem_classes=["ws-log"])
@@ -110,8 +115,8 @@ def build(state: gr.State) -> TrainPanel:
     timer = gr.Timer(TICK_SECONDS)
     return TrainPanel(fields=run_fields, views=ConfigViews(yaml=yaml_view, cli=cli, problems=problems),
                       start=start, stop=stop, resume=resume, message=message, progress=prog, failure=failure,
-                      report=report, schedule=steps,
-                      plots=plots, log=log, runs=table, run_picker=run_picker, compare=compare, refresh=refresh,
+                      report=report, schedule=steps, plots=plots, samples=samples, log=log, runs=table,
+                      run_picker=run_picker, compare=compare, refresh=refresh,
                       preset_name=preset_name, save_preset=save_preset, timer=timer, state=state)
 
 
@@ -120,9 +125,30 @@ def build(state: gr.State) -> TrainPanel:
 # ---------------------------------------------------------------------------------------------
 
 def chart_updates(p: TrainPanel, watch: Watch) -> dict:
+    """Every chart's figure; a stage's own charts (optional) show only once the run logs their metrics."""
     series = watch.current.series if watch.current else None
     overlays = [(name, f.series) for name, f in watch.overlays.items()]
-    return {p.plots[c.name]: charts.figure(c, series, overlays) for c in CHARTS}
+    out: dict[Any, Any] = {}
+    for c in CHARTS:
+        fig = charts.figure(c, series, overlays)
+        out[p.plots[c.name]] = gr.update(value=fig, visible=charts.has_data(c, series)) if c.optional else fig
+    return {**out, **samples_updates(p, series)}
+
+
+SAMPLE_HEADERS = ["step", "prompt", "completion", "reward", "each reward"]
+
+
+def sample_rows(series) -> list[list]:
+    """The latest samples event as table rows: step, prompt, completion, weighted reward, each reward."""
+    if series is None or not series.samples:
+        return []
+    return [[series.samples_step, str(r.get("prompt", "")), str(r.get("completion", "")), r.get("reward"),
+             ", ".join(f"{k} {v}" for k, v in (r.get("rewards") or {}).items())] for r in series.samples]
+
+
+def samples_updates(p: TrainPanel, series) -> dict:
+    rows = sample_rows(series)
+    return {p.samples: gr.update(value=rows, visible=bool(rows))}
 
 
 def status_updates(p: TrainPanel, watch: Watch) -> dict:

@@ -11,20 +11,18 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 from engine.config import layer_choice
+from engine.config.rl import RL_STAGES, RLSection
 from engine.config.schema import F, N
 
-Stage = Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "rm", "ppo"]
+Stage = Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "rm", "ppo", "grpo"]
 Finetuning = Literal["lora", "qlora", "full", "freeze", "adalora", "ia3", "prefix", "prompt", "ptuning",
                      "bottleneck", "ptuning_v2"]
 
-# Stages the training worker runs; ppo is accepted by the type so old configs load, but refused.
-IMPLEMENTED_STAGES = ("sft", "pt", "dpo", "orpo", "simpo", "kto", "rm")
+# Stages the training worker runs (grpo and ppo: engine.config.rl says exactly what they run).
+IMPLEMENTED_STAGES = ("sft", "pt", "dpo", "orpo", "simpo", "kto", "rm") + RL_STAGES
 PREFERENCE_STAGES = ("dpo", "orpo", "simpo", "kto")
 PAIR_STAGES = PREFERENCE_STAGES + ("rm",)  # stages that train on prompt / chosen / rejected rows
-UNAVAILABLE_STAGES = {
-    "ppo": "PPO is not available: trl 1.x removed PPOTrainer (it is in neither trl nor trl.experimental in "
-           "this version). Train a reward model with stage 'rm', or use 'dpo' / 'kto', which need no reward model",
-}
+UNAVAILABLE_STAGES: dict[str, str] = {}  # stage -> why this version refuses it
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning", "ptuning_v2")
 LORA_FAMILY = ("lora", "qlora")
 # Methods whose trained weights fold into the base weights, so inference costs nothing extra.
@@ -156,7 +154,10 @@ class PreferenceSection:
 class MethodConfig:
     stage: Stage = F("sft", "Training stage. pt: continued pre-training on plain text; sft: supervised "
                             "fine-tuning on conversations; dpo / orpo / simpo / kto: preference training on "
-                            "prompt / chosen / rejected rows; rm: a reward model scoring replies.")
+                            "prompt / chosen / rejected rows; rm: a reward model scoring replies; grpo: online "
+                            "RL on prompts with reward functions; ppo: RLHF step 3, from an sft run against an "
+                            "rm run's reward model (or reward functions): PPO's clipped objective and KL penalty, "
+                            "but group-relative advantages, with no value network and no GAE (see method.rl).")
     finetuning: Finetuning = F("lora",
                                "lora: small trainable adapters on frozen weights; qlora: the same on 4-bit weights; "
                                "adalora: LoRA that moves rank to where it helps; ia3: learned rescaling "
@@ -172,6 +173,7 @@ class MethodConfig:
     bottleneck: BottleneckSection = N(BottleneckSection, "Bottleneck adapter settings.")
     freeze: FreezeSection = N(FreezeSection, "Freeze-tuning settings.")
     pref: PreferenceSection = N(PreferenceSection, "Preference-training settings (dpo / orpo / simpo / kto).")
+    rl: RLSection = N(RLSection, "Reinforcement-learning settings (grpo / ppo): sampling, objective, rewards.")
 
 
 # Which sub-sections each method / stage uses (the Method tab shows these, hides the rest).
@@ -186,7 +188,7 @@ STAGE_FIELDS = {"dpo": ("method.pref.beta", "method.pref.dpo_loss"), "orpo": ("m
                 "simpo": ("method.pref.beta", "method.pref.simpo_gamma"),
                 "kto": ("method.pref.beta", "method.pref.kto_desirable_weight",
                         "method.pref.kto_undesirable_weight"),
-                "sft": (), "pt": (), "rm": (), "ppo": ()}
+                "sft": (), "pt": (), "rm": (), "ppo": ("method.rl",), "grpo": ("method.rl",)}
 
 
 def _targets_problems(key: str, targets) -> list[str]:
@@ -260,6 +262,9 @@ def applies(key: str, cfg) -> bool | None:
     ft, stage = cfg.method.finetuning, cfg.method.stage
     if key == "model.quantization":
         return ft in ("lora", "adalora", "ia3")  # qlora is 4-bit by definition; the others train plain weights
+    if key.startswith("method.rl."):
+        from engine.config import rl
+        return rl.applies(key, cfg)
     if key.startswith("method.pref."):
         return any(key == k for k in STAGE_FIELDS.get(stage, ()))
     if key.startswith("method.quant."):

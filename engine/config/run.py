@@ -21,6 +21,7 @@ import yaml
 from engine.config import schema
 from engine.config.method import MethodConfig, method_problems
 from engine.config.report import ReportConfig, RetainConfig  # noqa: F401
+from engine.config.rl import rl_problems
 from engine.config.schema import F, N, build_section, show, type_name
 from engine.runs.atomic import write_text
 
@@ -281,6 +282,7 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
         p.append("data.val_size: set it to 0 when data.eval_datasets names separate eval data (or clear "
                  "eval_datasets to hold out a share of the training rows)")
     p += method_problems(cfg)
+    p += rl_problems(cfg, check_files, world_size(cfg))
     p += distributed_problems(cfg)
     if check_files:
         from engine.data import names  # resolves bundled names and checks local paths

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.config.method import PAIR_STAGES
+from engine.config.rl import RL_STAGES
 from engine.data import encode, formats
 from engine.data.files import DataError, SourceRow, where
 from engine.data import sources
@@ -125,6 +126,10 @@ def stage_error(loaded: Loaded, stage: str) -> DataError | None:
     if loaded.spec.format != "preference" and stage in PAIR_STAGES:
         return DataError(f"{loaded.source}: is {loaded.spec.format}, but the {stage} stage trains on preference "
                          "pairs (prompt / chosen / rejected)")
+    if loaded.spec.format == "text" and stage in RL_STAGES:
+        return DataError(f"{loaded.source}: is plain text, which has no prompts; the {stage} stage samples "
+                         "replies to prompts: pick a conversation or preference dataset (alpaca, sharegpt, "
+                         "messages, preference)")
     return None
 
 
@@ -147,4 +152,7 @@ def before_launch(cfg) -> list[str]:
             counts = Counts().add(examine(loaded, None, d.cutoff_len, d.max_samples), d.cutoff_len)
             if counts.bad and d.on_bad_rows == "fail":
                 out.append(str(bad_rows_error(counts, loaded.source, role)))
+            elif cfg.method.stage in RL_STAGES:  # each row must also give a prompt (and a reference, if needed)
+                from engine.data import prompts
+                out += prompts.problems(cfg, loaded, role)
     return out

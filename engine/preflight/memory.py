@@ -26,6 +26,7 @@ from functools import lru_cache
 from engine import config as C
 from engine.config import layer_choice
 from engine.config.method import MERGES_AWAY, PAIR_STAGES, PROMPT_LEARNING
+from engine.config.rl import RL_STAGES
 from engine.preflight import shape as model_shape
 from engine.preflight.shape import FFN_OUT_NAMES, ModelShape
 
@@ -194,6 +195,8 @@ def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, 
     opt_bytes = optimizer_bytes(cfg, p_bytes)
     seqs = t.batch_size * (2 if m.stage in PAIR_STAGES else 1)
     tokens = seqs * (cfg.data.cutoff_len + (m.prompt.num_virtual_tokens if ft in PROMPT_LEARNING else 0))
+    if m.stage in RL_STAGES:  # each sequence: a prompt (up to cutoff_len) and a sampled completion
+        tokens = seqs * (cfg.data.cutoff_len + m.rl.max_completion_length)
     h, kv, inter = shape.hidden, shape.kv_dim, shape.intermediate
     a = 2 if dtype_bytes <= 2 else 4
     per_layer_token = a / 2 * (18 * h + 6 * kv + 8 * inter)
@@ -209,7 +212,8 @@ def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, 
     if fused_head(shape, cfg, gpu_gib):
         logits = tokens * h * 12  # Liger's chunks (chunk tokens ~ tokens x hidden / vocab) and the input gradient
     weights = _weight_bytes(shape, cfg, dtype_bytes)
-    if m.stage in ("dpo", "kto") and ft in ("full", "freeze", "bottleneck"):
+    frozen_reference = m.stage in ("dpo", "kto") or (m.stage in RL_STAGES and m.rl.beta > 0)
+    if frozen_reference and ft in ("full", "freeze", "bottleneck"):
         weights *= 2  # a frozen reference copy of the model
     parts = {"weights": weights, "adapters": 0 if in_model else trainable * 4, "gradients": trainable * p_bytes,
              "optimizer": trainable * opt_bytes, "activations": acts, "logits": logits}

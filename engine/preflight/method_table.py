@@ -43,7 +43,9 @@ def estimate_markdown(cfg: C.RunConfig) -> str:
              f"Estimated peak GPU memory: **{est.peak_gib:.2f} GiB**"
              + (f" of {est.gpu_gib:.1f} GiB" if est.gpu_gib else ""),
              " · ".join(f"{k} {v:.2f}" for k, v in est.parts_gib.items() if v) + " GiB",
-             f"(batch {cfg.train.batch_size} x cutoff {cfg.data.cutoff_len} tokens, every row assumed full length)"]
+             f"(batch {cfg.train.batch_size} x cutoff {cfg.data.cutoff_len} tokens"
+             + (f" + {cfg.method.rl.max_completion_length} sampled" if cfg.method.stage in ("grpo", "ppo") else "")
+             + ", every row assumed full length)"]
     warn = est.warning()
     if warn:
         lines.append(("⚠️ " if est.fits is False else "") + warn)

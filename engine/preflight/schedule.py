@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from engine.config import RunConfig, TrainConfig, world_size
+from engine.config.rl import RL_STAGES
 
 DEFAULT_EPOCHS = 3.0  # when neither epochs, max_steps nor target_steps is set
 
@@ -115,6 +116,8 @@ def plan(cfg: RunConfig) -> Schedule:
         rows *= 2  # each pair trains as one desirable and one undesirable example
     if cfg.data.val_size > 0 and not cfg.data.eval_datasets and rows > 1:
         rows -= max(1, min(int(round(rows * cfg.data.val_size)), rows - 1))
+    if cfg.method.stage in RL_STAGES:  # grpo / ppo: each prompt is sampled method.rl.generations times
+        rows *= cfg.method.rl.generations
     extra = 0
     if general_rows(cfg, rows, 1 << 30):
         available, why = _usable_rows(cfg, cfg.retain.dataset)

@@ -6,7 +6,7 @@ from engine.config import RunConfig
 
 # Our own errors, whose messages already say what to do: shown as they are.
 OWN_ERRORS = ("ConfigError", "DataError", "ModelLoadError", "MethodError", "TemplateError", "EncodeError",
-              "QuantizationError", "CheckpointsDamaged", "DiskFull")
+              "QuantizationError", "CheckpointsDamaged", "DiskFull", "RewardError")
 
 
 # What the communication backends (gloo, NCCL) say when a peer process of a multi-process run is gone.

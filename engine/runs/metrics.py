@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config.rl import REWARD_LABELS
+
 
 @dataclass(frozen=True)
 class Chart:
     name: str
     title: str
     y_title: str
+    optional: bool = False  # shown only once a run logs one of its metrics (a stage's own charts)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,13 @@ CHARTS = (
     Chart("lr", "Learning rate", "lr"),
     Chart("throughput", "Throughput", "tokens / s"),
     Chart("memory", "Memory", "GiB"),
+    # Drawn only for runs that log them: the preference / reward stages, then grpo / ppo.
+    Chart("preference", "Preference rewards", "reward", optional=True),
+    Chart("accuracy", "Preference accuracy", "share", optional=True),
+    Chart("reward", "Reward", "reward", optional=True),
+    Chart("kl", "KL to the reference", "KL", optional=True),
+    Chart("completion", "Completion length", "tokens", optional=True),
+    Chart("clip", "Clipped ratio", "share of tokens", optional=True),
 )
 
 METRICS = (
@@ -42,6 +52,24 @@ METRICS = (
     Metric("vram_reserved_gib", "VRAM reserved", "memory", "GiB", per_rank=True),
     Metric("vram_peak_gib", "VRAM peak", "", "GiB", per_rank=True),
     Metric("rss_gib", "process RSS", "memory", "GiB", per_rank=True),
+    # dpo / simpo / orpo / kto (trl's implicit rewards) and rm (its scores on chosen vs rejected)
+    Metric("rewards/chosen", "chosen", "preference"),
+    Metric("rewards/rejected", "rejected", "preference"),
+    Metric("rewards/margins", "margin (chosen - rejected)", "preference"),
+    Metric("margin", "reward model margin", "preference"),
+    Metric("rewards/accuracies", "chosen ranked first", "accuracy"),
+    Metric("accuracy", "reward model accuracy", "accuracy"),
+    # grpo / ppo: the weighted reward, its spread over the batch, and each reward function's mean
+    Metric("reward", "mean reward", "reward"),
+    Metric("reward_std", "reward spread (std)", "reward"),
+    *(Metric(f"rewards/{name}/mean", label, "reward") for name, label in REWARD_LABELS.items()),
+    *(Metric(f"rewards/{name}/std", f"{label} (spread)") for name, label in REWARD_LABELS.items()),
+    Metric("kl", "KL to reference", "kl"),
+    Metric("completions/mean_length", "mean completion length", "completion", "tokens"),
+    Metric("completions/clipped_ratio", "cut at max length (share)", ""),
+    Metric("clip_ratio/region_mean", "tokens clipped", "clip"),
+    Metric("frac_reward_zero_std", "groups with equal rewards (share)", ""),
+    Metric("entropy", "policy entropy", ""),
 )
 
 BY_NAME = {m.name: m for m in METRICS}

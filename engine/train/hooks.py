@@ -86,9 +86,11 @@ class EventsCallback(TrainerCallback):
         self.events.status("running", state.global_step, total_steps=state.max_steps)
 
 
-# Metrics the preference and reward trainers (trl) log beside the loss; copied into the events as named.
+# Metrics the preference, reward and RL trainers (trl) log beside the loss; copied into the events as named.
 STAGE_METRIC_PREFIXES = ("rewards/", "logps/")
-STAGE_METRIC_NAMES = ("accuracy", "margin", "mean_reward", "nll_loss", "log_odds_ratio", "kl")
+STAGE_METRIC_NAMES = ("accuracy", "margin", "mean_reward", "nll_loss", "log_odds_ratio", "kl",
+                      "reward", "reward_std", "frac_reward_zero_std", "entropy", "completions/mean_length",
+                      "completions/clipped_ratio", "clip_ratio/region_mean")
 
 
 def stage_metrics(logs: dict, prefix: str = "") -> dict:

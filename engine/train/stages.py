@@ -2,21 +2,29 @@
 
 pt and sft use the Hugging Face Trainer on the rows engine.data.pipeline builds; dpo, orpo, simpo, kto
 and rm use trl 1.x's trainers on prompt / chosen / rejected rows from engine.data.pairs (rendered through
-the tokenizer's chat template by trl, as conversations).
+the tokenizer's chat template by trl, as conversations); grpo and ppo use trl's GRPOTrainer on prompts
+from engine.data.prompts with the rewards of engine.train.rewards (engine.train.rl).
 
 trl 1.x map: dpo -> trl.DPOTrainer; simpo -> trl.experimental.cpo.CPOTrainer (loss_type simpo,
 cpo_alpha 0); orpo -> trl.experimental.orpo.ORPOTrainer; kto -> trl.KTOTrainer (each pair becomes one
-good and one bad example); rm -> trl.RewardTrainer on a sequence-classification head. PPO was removed
-from trl 1.x, so the config refuses it. Heavy (trl, transformers, datasets), imported lazily per stage.
+good and one bad example); rm -> trl.RewardTrainer on a sequence-classification head; grpo and ppo ->
+trl.GRPOTrainer (trl 1.x removed PPOTrainer: ppo runs the clipped objective with a KL penalty and
+group-relative advantages, no value network). Heavy (trl, transformers, datasets), imported lazily per stage.
 """
 from __future__ import annotations
 
 from engine.config import RunConfig
 from engine.config.method import PAIR_STAGES, PROMPT_LEARNING
+from engine.config.rl import RL_STAGES
 
 
 def uses_pairs(cfg: RunConfig) -> bool:
     return cfg.method.stage in PAIR_STAGES
+
+
+def uses_prompts(cfg: RunConfig) -> bool:
+    """grpo / ppo: prompts (and reference answers) to sample completions for."""
+    return cfg.method.stage in RL_STAGES
 
 
 def args_class(cfg: RunConfig):
@@ -39,6 +47,9 @@ def args_class(cfg: RunConfig):
     if s == "rm":
         from trl import RewardConfig
         return RewardConfig, dict(max_length=n)
+    if s in RL_STAGES:
+        from engine.train import rl
+        return rl.args(cfg)
     from transformers import TrainingArguments
     return TrainingArguments, {}
 
@@ -55,6 +66,11 @@ def _trainer_class(cfg: RunConfig):
         from trl import KTOTrainer as T
     elif s == "rm":
         from trl import RewardTrainer as T
+    elif s in RL_STAGES:
+        from trl import GRPOTrainer
+
+        from engine.train.rl import trainer_class
+        T = trainer_class(GRPOTrainer)
     else:
         from transformers import Trainer as T
     if cfg.method.finetuning in ("bottleneck", "ptuning_v2"):  # Whetstone's own modules: adapter-only checkpoints
@@ -105,13 +121,17 @@ def collator(cfg: RunConfig, tokenizer, dtype=None, model=None):
 
 
 def build_trainer(cfg: RunConfig, model, tokenizer, args, train_rows, val_rows, callbacks_, collate=None,
-                  loss_func=None):
-    """The trainer for cfg.method.stage, with the method's optimizer (LoRA+) and callbacks."""
+                  loss_func=None, events=None):
+    """The trainer for cfg.method.stage, with the method's optimizer (LoRA+) and callbacks; events: where a
+    grpo / ppo run writes its sample completions."""
     from engine.train.optimizers import loraplus
     T = _trainer_class(cfg)
     opt = loraplus(model, cfg)
     kw = dict(model=model, args=args, processing_class=tokenizer, callbacks=callbacks_ + callbacks(cfg, model),
               optimizers=(opt, None))
+    if uses_prompts(cfg):
+        from engine.train import rl
+        return rl.build(T, cfg, train_rows, val_rows, kw, events)
     if not uses_pairs(cfg):
         return T(train_dataset=train_rows, eval_dataset=val_rows or None, data_collator=collate,
                  compute_loss_func=loss_func, **kw)

@@ -119,7 +119,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     import torch
     from transformers import set_seed
 
-    from engine.data import pairs, pipeline, templates
+    from engine.data import pairs, pipeline, prompts, templates
     from engine.modeling import adapters as methods
     from engine.modeling import load as models
     from engine.modeling import telemetry
@@ -145,11 +145,14 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.status("loading", 0, what="data")
     if stages.uses_pairs(cfg):  # preference / reward stages: prompt, chosen, rejected rows for trl
         train_rows, val_rows, report = pairs.build(cfg)
+    elif stages.uses_prompts(cfg):  # grpo / ppo: prompts and reference answers to sample completions for
+        train_rows, val_rows, report = prompts.build(cfg)
     else:
         train_rows, val_rows, report = pipeline.build(cfg, tokenizer)
-    general = retain.Plan() if stages.uses_pairs(cfg) else retain.plan(cfg, tokenizer, len(train_rows))
+    general = retain.Plan() if stages.uses_pairs(cfg) or stages.uses_prompts(cfg) else retain.plan(cfg, tokenizer, len(train_rows))
     events.write("data", 0, train_rows=report.train, val_rows=report.val, general_rows=general.n, **report.as_event())
-    sched = schedule.resolve(cfg.train, len(train_rows) + general.n, max(1, distributed.world_size()),
+    samples = len(train_rows) * (cfg.method.rl.generations if stages.uses_prompts(cfg) else 1)  # grpo: completions
+    sched = schedule.resolve(cfg.train, samples + general.n, max(1, distributed.world_size()),
                              general_rows=general.n)
     if distributed.is_main():
         print(sched.describe(), flush=True)
@@ -167,7 +170,11 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
     from engine.modeling import liger
     kernels = liger.apply(model, cfg)  # fused RMSNorm / RoPE / SwiGLU on CUDA, before adapters wrap the layers
-    model = methods.apply(model, cfg, total_steps=sched.total_steps, run_dir=run_dir, tokenizer=tokenizer)
+    if stages.uses_prompts(cfg) and cfg.method.rl.policy_run.strip():  # RLHF: the sft run's adapter goes on
+        from engine.train.rl import start_policy
+        model = start_policy(cfg, model)
+    else:
+        model = methods.apply(model, cfg, total_steps=sched.total_steps, run_dir=run_dir, tokenizer=tokenizer)
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
@@ -197,7 +204,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
 
     stopper = StopOnSignal(flag)
     trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
-                                   [EventsCallback(events, run_dir), stopper], collate, loss_func)
+                                   [EventsCallback(events, run_dir), stopper], collate, loss_func, events)
     resume_from = str(point.checkpoint) if point.checkpoint else None
     if resume_from:
         print(f"resuming from {resume_from}", flush=True)
@@ -209,6 +216,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         events.status("stopped", step, checkpoint=f"checkpoint-{step}",
                       reason="stopped by request; resume continues from this checkpoint")
         return 0
+    if stages.uses_prompts(cfg):
+        from engine.train.rl import drop_reference
+        drop_reference(trainer.model)  # the frozen copy trl keeps beside a continued adapter is not the output
     final = save_final(trainer, tokenizer, cfg, run_dir, resolved)
     distributed.barrier()  # no rank exits before the output is whole
     if not distributed.is_main():
