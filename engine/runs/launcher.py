@@ -92,12 +92,18 @@ def create_run(cfg: C.RunConfig) -> Path:
     return run_dir
 
 
-def _spawn(run_dir: Path) -> None:
-    spawn(worker_command(run_dir / "config.yaml"), log=run_dir / "stdout.log", worker_file=run_dir / WORKER_FILE)
+def _spawn(run_dir: Path, devices: Optional[list[int]] = None) -> None:
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))} if devices else None
+    spawn(worker_command(run_dir / "config.yaml"), log=run_dir / "stdout.log", worker_file=run_dir / WORKER_FILE,
+          env=env)
 
 
-def start(cfg: C.RunConfig) -> Path:
-    """Start a new run in the background; returns its folder. Refuses while another run is going."""
+def start(cfg: C.RunConfig, devices: Optional[list[int]] = None) -> Path:
+    """Start a new run in the background; returns its folder. Refuses while another run is going.
+
+    devices: the GPUs this run alone may see (CUDA_VISIBLE_DEVICES). The run queue places runs side by
+    side on separate GPUs this way (engine.runs.queue_runner), so it does the one-per-GPU check itself and
+    the one-run-at-a-time refusal is skipped."""
     C.from_dict(C.to_dict(cfg))  # a bad config is refused before anything (even the lock file) is written
     from engine.data.checks import before_launch  # reads and checks rows, no tokenizer
     problems = before_launch(cfg)
@@ -105,12 +111,12 @@ def start(cfg: C.RunConfig) -> Path:
         raise DataProblems(problems)
     saves = saves_dir(cfg.output.saves_dir)
     with _saves_lock(saves):
-        busy = active_run(saves)
+        busy = active_run(saves) if devices is None else None
         if busy is not None:
             raise LaunchError(f"Run {busy.name!r} is still going; stop it before starting another.")
         _check_machine(cfg)
         run_dir = create_run(cfg)
-        _spawn(run_dir)
+        _spawn(run_dir, devices)
     return run_dir
 
 
