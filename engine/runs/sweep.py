@@ -37,7 +37,7 @@ def run_names(sweep: str, combos: list) -> list[str]:
     width = len(str(len(combos)))
     out = []
     for i, combo in enumerate(combos, 1):
-        parts = [f"{key.split('.')[-1]}_{re.sub(r'[^A-Za-z0-9.-]+', '', text)}" for key, _, text in combo]
+        parts = [f"{key.split('.')[-1]}_{re.sub(r'[^A-Za-z0-9_-]+', '.', text).strip('.')}" for key, _, text in combo]
         out.append(f"{sweep}-{i:0{width}d}-{'-'.join(parts)}"[:100].rstrip("-._"))
     return out
 
