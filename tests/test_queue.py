@@ -206,7 +206,7 @@ def test_a_bad_grid_gets_one_error_naming_every_problem(base):
 
 def test_a_grid_of_more_than_64_runs_needs_confirming(base):
     specs = ["train.seed=" + ",".join(map(str, range(9))), "method.lora.rank=" + ",".join(map(str, range(1, 9)))]
-    with pytest.raises(C.ConfigError, match="makes 72 runs .* add --yes"):
+    with pytest.raises(C.ConfigError, match="makes 72 runs .*--yes"):
         G.expand(C.to_dict(base), specs)
     assert len(G.expand(C.to_dict(base), specs, confirmed=True)[0]) == 72
 

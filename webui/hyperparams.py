@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui import fields, method_panel
+from webui import fields, method_panel, sweep_panel
 
 LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.batch_size", "train.grad_accum",
         "train.optimizer", "train.scheduler", "train.warmup_ratio", "train.weight_decay"]
@@ -26,4 +26,5 @@ def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.Metho
                     "`python app.py launch-script CONFIG --nodes N` writes a SLURM file.")
         dist = fields.build(DIST, cfg)
     views = method_panel.build(cfg, table=False)  # the memory estimate, live as batch / cutoff change
+    sweep_panel.build(state)  # a list of values for a field: one queued run per combination
     return left + right + dist, views

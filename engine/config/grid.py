@@ -123,8 +123,8 @@ def expand(base: dict, specs: list[str], confirmed: bool = False) -> tuple[list[
         raise C.ConfigError(problems + [f"--grid: {n} runs is more than the {HARD_LIMIT} a sweep may queue; "
                                         "narrow the grid"])
     if n > MAX_RUNS and not confirmed:
-        problems.append(f"--grid: this grid makes {n} runs (more than {MAX_RUNS}); add --yes to queue them all, "
-                        "or narrow the grid")
+        problems.append(f"--grid: this grid makes {n} runs (more than {MAX_RUNS}); confirm to queue them all (--yes "
+                        "on the command line, or tick the box beside Queue sweep), or narrow the grid")
     found: dict[str, list[int]] = {}
     configs = []
     for i, combo in enumerate(combos, 1):
