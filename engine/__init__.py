@@ -6,7 +6,8 @@ or a heavy package, at any depth (tests/test_import_rule.py checks every import 
   config/     typed configs: schema (fields, checks), run (RunConfig), method, export, chat, evaluate
   runs/       a run folder and its processes: paths, atomic writes, events, metrics (the metric table),
               progress (the one fold from events to a run's state), store (discovery), processes (the
-              one spawn helper), launcher, the chat / export / evaluation clients, torchrun, failures
+              one spawn helper), launcher, queue / queue_runner / placement / sweep / compare (many
+              runs), the chat / export / evaluation clients, torchrun, failures
   data/       dataset names, files, formats, sources, checks, templates, encoding, pipeline, pairs, preview
   preflight/  what is known before a run: the model list, a model's shape, the memory estimate, the
               method table

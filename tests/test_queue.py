@@ -220,3 +220,24 @@ def test_the_sweep_command_refuses_a_bad_grid_before_queueing_anything(tmp_path)
     assert "Nothing was queued" in out.stderr and "train.bogus: unknown field" in out.stderr
     assert "train.learning_rate: must be greater than 0.0, got -3" in out.stderr
     assert not saves.exists() or not Q.read(saves).entries and not sweep.names(saves)
+
+
+def test_with_a_gpu_list_queued_runs_start_side_by_side_each_seeing_only_its_gpu(base):
+    """The placement reaches the workers: two queued runs start in one pass, one GPU each (read from each
+    worker process's own environment), and a third waits for a free GPU."""
+    saves = saves_of(base)
+    names = Q.add(saves, [base, C.replace(base, "method.lora.rank", 4), C.replace(base, "method.lora.rank", 2)])
+    QS.save(Q.folder(saves), QS.parse_gpus("0,1"))
+    try:
+        assert R.dispatch(saves) == names[:2]
+        seen = {}
+        for name in names[:2]:
+            pid = json.loads((saves / name / "worker.json").read_text())["pid"]
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            seen[name] = [v.decode() for v in env if v.startswith(b"CUDA_VISIBLE_DEVICES=")]
+        assert seen == {names[0]: ["CUDA_VISIBLE_DEVICES=0"], names[1]: ["CUDA_VISIBLE_DEVICES=1"]}
+        assert [s["gpus"] for s in Q.read(saves).started] == [[0], [1]]
+        assert R.dispatch(saves) == [] and [e.name for e in Q.read(saves).entries] == names[2:]
+    finally:
+        for name in names[:2]:
+            launcher.stop(saves / name, grace_s=5, wait=True)

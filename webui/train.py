@@ -1,6 +1,7 @@
 """Train tab: Start / Stop / Resume, live charts (one per chart of engine.runs.metrics.CHARTS) fed by this
 session's follower, the progress line, the worker's log, the runs found in saves/ (pick one to see it and
 load its config; overlay others on the loss chart), and the current config as YAML and as a command line.
+The run queue (webui.queue_panel) and the comparison of runs (webui.compare_panel) are built into it.
 
 Handlers are module-level functions of (panel, values...) that return updates keyed by the panel's
 components; `wire` binds them to the panel with functools.partial.

@@ -163,7 +163,10 @@ def table(runs: list[RunFigures], sort_by: Optional[str] = None) -> Table:
     top = best(runs, by)
     fields = differing(runs)
     cols = [c for c in COLUMNS if any(r.values.get(c.key) is not None for r in runs)]
-    headers = ["best", "run", "status", *fields, *(c.label for c in cols)]
+    kinds = {r.memory for r in runs if r.memory}
+    memory = f"peak {kinds.pop()} memory GiB" if len(kinds) == 1 else None  # GPU (VRAM) or process (RSS)
+    headers = ["best", "run", "status", *fields,
+               *(memory if c.key == "peak_gib" and memory else c.label for c in cols)]
     rows = []
     for r in ordered(runs, sort_by if sort_by in BY_KEY else by):
         nums = [None if r.values.get(c.key) is None else round(float(r.values[c.key]), c.digits) for c in cols]
