@@ -91,7 +91,7 @@ def comparison(cp: ComparePanel, saves: Path, names: list[str], sort: str, probl
             problems = [*problems, str(e)]
     if not paths:
         note = "; ".join(problems) or "Pick two or more runs (or a sweep) to compare."
-        return {cp.summary: note, cp.table: {"headers": [], "data": []}, cp.plot: charts.loss_figure(None),
+        return {cp.summary: note, cp.table: {"headers": ["run"], "data": []}, cp.plot: charts.loss_figure(None),
                 cp.best: None}
     figures = [compare.measure(p) for p in paths]
     t = compare.table(figures, sort or None)
