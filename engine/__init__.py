@@ -7,7 +7,8 @@ or a heavy package, at any depth (tests/test_import_rule.py checks every import 
               evaluate
   runs/       a run folder and its processes: paths, atomic writes, events, metrics (the metric table),
               progress (the one fold from events to a run's state), store (discovery), processes (the
-              one spawn helper), launcher, the chat / export / evaluation clients, torchrun, failures
+              one spawn helper), launcher, queue / queue_runner / placement / sweep / compare (many
+              runs), the chat / export / evaluation clients, torchrun, failures
   data/       dataset names, files, formats, sources, checks, templates, encoding, pipeline, pairs, prompts,
               preview, held-out questions (held_out), the identity helper (identity)
   preflight/  what is known before a run: the model list, a model's shape, the memory estimate, the

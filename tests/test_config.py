@@ -143,3 +143,12 @@ def test_a_config_from_when_packing_was_an_on_off_switch_still_loads():
     assert C.from_dict(d).train.packing == "on"
     d["train"]["packing"] = False
     assert C.from_dict(d).train.packing == "off"
+
+
+def test_exponent_numbers_are_numbers_in_a_file_and_in_set(tmp_path):
+    """`1e-4` as users write it (PyYAML alone reads it as text, and the learning rate would be refused)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 3e-4\n  weight_decay: 1E-2\n")
+    cfg = C.load(path, ["train.max_grad_norm=5e-1"])
+    assert (cfg.train.learning_rate, cfg.train.weight_decay, cfg.train.max_grad_norm) == (3e-4, 1e-2, 0.5)
+    assert C.load(path, ["output.run_name=1e4x"]).output.run_name == "1e4x"  # text stays text

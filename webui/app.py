@@ -147,6 +147,9 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: Optional[tuple[str, 
         raise SystemExit(f"Refusing to serve on {host} without a password: anyone who can reach it could run code "
                          "as you. Pass auth=(user, password), or insecure=True if the network is yours alone.")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from engine.runs.paths import saves_dir
+    from engine.runs.queue_runner import keep_running
+    keep_running(saves_dir(saves or default_saves()))  # queued runs go on (a runner restarted should one die)
     demo = build_demo(saves)
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, theme=gr.themes.Soft(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui import fields, method_panel, schedule_view
+from webui import fields, method_panel, schedule_view, sweep_panel
 
 LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.target_steps", "train.min_epochs",
         "train.batch_size", "train.grad_accum",
@@ -29,4 +29,5 @@ def build(state: gr.State) -> tuple[list[fields.FieldWidget], method_panel.Metho
                     "`python app.py launch-script CONFIG --nodes N` writes a SLURM file.")
         dist = fields.build(DIST, cfg)
     views = method_panel.build(cfg, table=False)  # the memory estimate, live as batch / cutoff change
+    sweep_panel.build(state)  # a list of values for a field: one queued run per combination
     return left + right + dist, views, steps

@@ -1,6 +1,7 @@
 """Train tab: Start / Stop / Resume, live charts (one per chart of engine.runs.metrics.CHARTS) fed by this
 session's follower, the progress line, the worker's log, the runs found in saves/ (pick one to see it and
 load its config; overlay others on the loss chart), and the current config as YAML and as a command line.
+The run queue (webui.queue_panel) and the comparison of runs (webui.compare_panel) are built into it.
 
 Handlers are module-level functions of (panel, values...) that return updates keyed by the panel's
 components; `wire` binds them to the panel with functools.partial.
@@ -20,7 +21,8 @@ from engine.runs import launcher
 from engine.runs import store as runs
 from engine.runs.metrics import CHARTS
 from engine.runs.processes import worker_alive
-from webui import charts, fields, presets, progress, report_view, runs_table, schedule_view
+from engine.runs import queue as run_queue
+from webui import charts, compare_panel, fields, presets, progress, queue_panel, report_view, runs_table, schedule_view
 from webui import state as S
 from webui.form import ConfigForm, ConfigViews
 from webui.live import RunFollower, Watch
@@ -56,6 +58,8 @@ class TrainPanel:
     state: gr.State                 # the session's RunState
     watch: Optional[gr.State] = None  # the session's Watch (set by wire)
     form: Optional[ConfigForm] = None
+    queue: Optional[queue_panel.QueuePanel] = None
+    comparison: Optional[compare_panel.ComparePanel] = None
 
     @property
     def shown(self) -> list[Any]:
@@ -76,6 +80,7 @@ def build(state: gr.State) -> TrainPanel:
         with gr.Column(scale=2, min_width=320):
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_classes=["ws-start"])
+                queue = queue_panel.button()
                 stop = gr.Button("Stop", variant="stop", elem_classes=["ws-stop"])
                 resume = gr.Button("Resume", variant="secondary", elem_classes=["ws-resume"])
     steps = schedule_view.build(st.config)
@@ -84,6 +89,7 @@ def build(state: gr.State) -> TrainPanel:
     prog = gr.HTML(progress.progress_html(None, None), elem_classes=["ws-progress-box"])
     failure = gr.Markdown(elem_classes=["ws-failure"])
     report = gr.HTML("", elem_classes=["ws-report-box"])
+    waiting = queue_panel.build(queue, st)
     plots = {}
     for row in range(0, len(CHARTS), 2):  # two charts a row
         with gr.Row():
@@ -106,6 +112,7 @@ def build(state: gr.State) -> TrainPanel:
         refresh = gr.Button("Refresh list", scale=1, size="md")
     table = gr.Dataframe(headers=runs_table.HEADERS, value=[], interactive=False, wrap=True,
                          elem_classes=["ws-runs"])
+    comparison = compare_panel.build(st)
     with gr.Accordion("Config as YAML and as a command line", open=False):
         cli = gr.Code(label="Same run from a terminal", language="shell", interactive=False, lines=2)
         yaml_view = gr.Code(label="config.yaml", language="yaml", interactive=False, lines=12, max_lines=24)
@@ -117,7 +124,8 @@ def build(state: gr.State) -> TrainPanel:
                       start=start, stop=stop, resume=resume, message=message, progress=prog, failure=failure,
                       report=report, schedule=steps, plots=plots, samples=samples, log=log, runs=table,
                       run_picker=run_picker, compare=compare, refresh=refresh,
-                      preset_name=preset_name, save_preset=save_preset, timer=timer, state=state)
+                      preset_name=preset_name, save_preset=save_preset, timer=timer, state=state, queue=waiting,
+                      comparison=comparison)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +217,8 @@ def on_start(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
         return {p.message: "**Not started.** The data has problems; fix them (the Dataset tab shows each row) "
                            "and Start again:\n" + "\n".join(_bullets(x) for x in e.problems)}
     except launcher.LaunchError as e:
-        return {p.message: f"**Not started.** {e}"}
+        offer = " Or press **Queue**: it starts by itself when that run ends." if S.active_run(st) else ""
+        return {p.message: f"**Not started.** {e}{offer}"}
     watch = attach(watch, Path(new.run_dir))
     return {p.state: new, p.watch: watch, p.message: f"Started **{Path(new.run_dir).name}**.",
             **panel_updates(p, new, watch)}
@@ -249,7 +258,21 @@ def on_tick(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
         out.update(runs_updates(p, st, watch))
     if (cur.series.status, cur.series.detail) != (before, before_detail):
         out.update(report_updates(p, watch))
+    if cur.series.ended and (nxt := queued_next(S.saves_path(st), cur)) is not None:
+        st, watch = S.watching(st, nxt), attach(watch, nxt)  # the queue started the next run: follow it
+        out.update({p.state: st, p.watch: watch, p.message: f"**{nxt.name}** started from the queue.",
+                    **panel_updates(p, st, watch)})
     return out
+
+
+def queued_next(saves: Path, ended: RunFollower) -> Optional[Path]:
+    """The run the queue started when the watched one ended (not an older run picked from the list)."""
+    last = run_queue.latest_start(saves)
+    t = ended.series.last_t
+    if not last or last.get("name") == ended.name or t is None or not t - 5 <= last.get("t", 0) <= t + 120:
+        return None
+    nxt = saves / str(last["name"])
+    return nxt if runs.inside(saves, nxt) else None
 
 
 def on_pick(p: TrainPanel, name: Optional[str], st: S.RunState, watch: Watch) -> dict:
@@ -330,6 +353,8 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
     p.refresh.click(partial(on_refresh, p), [state, watch_state], [p.runs, p.run_picker, p.compare],
                     api_name="runs_refresh", **common)
     p.save_preset.click(partial(on_save_preset, p), [p.preset_name, state], [*form.outputs, p.message], **common)
+    queue_panel.wire(p.queue, state, p.message)
+    compare_panel.wire(p.comparison, state, form, p.message)
 
 
 def page_load_outputs(p: TrainPanel, tabs: gr.Tabs) -> list[Any]:

@@ -42,6 +42,20 @@ Packing = Literal["auto", "on", "off"]
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as users write it: `1e-4` is a number (PyYAML's YAML 1.1 rules would read it as text)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """A config file's or a --set / --grid value's YAML, with exponent numbers read as numbers."""
+    return yaml.load(text, Loader=_Loader)
+
+
 @dataclass
 class ModelConfig:
     name_or_path: str = F("smollm2-135m-instruct",
@@ -310,7 +324,7 @@ def to_yaml(cfg: RunConfig) -> str:
 
 def from_yaml(text: str, check_files: bool = True) -> RunConfig:
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except (yaml.YAMLError, RecursionError, ValueError) as e:
         raise ConfigError([f"config: not valid YAML: {str(e)[:300] or 'nested too deeply'}"]) from None
     return from_dict(data if data is not None else {}, check_files=check_files)
@@ -325,7 +339,7 @@ def load(path: str | Path, overrides: list[str] = (), check_files: bool = True) 
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"config: cannot read {path}: {e}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except (yaml.YAMLError, RecursionError, ValueError) as e:
         raise ConfigError([f"config: {path} is not valid YAML: {str(e)[:300] or 'nested too deeply'}"]) from None
     data = data if data is not None else {}
@@ -350,7 +364,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             continue
         key, raw = o.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         parts = key.strip().split(".")

@@ -110,12 +110,18 @@ def create_run(cfg: C.RunConfig) -> Path:
     return run_dir
 
 
-def _spawn(run_dir: Path) -> None:
-    spawn(worker_command(run_dir / "config.yaml"), log=run_dir / "stdout.log", worker_file=run_dir / WORKER_FILE)
+def _spawn(run_dir: Path, devices: Optional[list[int]] = None) -> None:
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))} if devices else None
+    spawn(worker_command(run_dir / "config.yaml"), log=run_dir / "stdout.log", worker_file=run_dir / WORKER_FILE,
+          env=env)
 
 
-def start(cfg: C.RunConfig) -> Path:
-    """Start a new run in the background; returns its folder. Refuses while another run is going."""
+def start(cfg: C.RunConfig, devices: Optional[list[int]] = None) -> Path:
+    """Start a new run in the background; returns its folder. Refuses while another run is going.
+
+    devices: the GPUs this run alone may see (CUDA_VISIBLE_DEVICES). The run queue places runs side by
+    side on separate GPUs this way (engine.runs.queue_runner), so it does the one-per-GPU check itself and
+    the one-run-at-a-time refusal is skipped."""
     C.from_dict(C.to_dict(cfg))  # a bad config is refused before anything (even the lock file) is written
     from engine.data.checks import before_launch  # reads and checks rows, no tokenizer
     problems = before_launch(cfg)
@@ -126,10 +132,11 @@ def start(cfg: C.RunConfig) -> Path:
         raise LaunchError(no_room)
     saves = saves_dir(cfg.output.saves_dir)
     with _saves_lock(saves):
-        _refuse_while_busy(saves, "starting")
+        if devices is None:  # the queue places side-by-side runs on GPUs of their own
+            _refuse_while_busy(saves, "starting")
         _check_machine(cfg)
         run_dir = create_run(cfg)
-        _spawn(run_dir)
+        _spawn(run_dir, devices)
     return run_dir
 
 

@@ -30,14 +30,15 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def spawn(argv: list[str], log: Optional[Path] = None, talk: bool = False,
-          worker_file: Optional[Path] = None) -> subprocess.Popen:
+          worker_file: Optional[Path] = None, env: Optional[dict] = None) -> subprocess.Popen:
     """Start a worker from the repository folder in a new session.
 
     log: its output goes there (appended); talk=True: stdin and stdout are text pipes for a JSON-lines
     conversation (the chat worker) and only stderr goes to the log. worker_file: write its pid there (a
-    run's worker.json) so other processes find it.
+    run's worker.json) so other processes find it. env: variables set for this worker alone (the run
+    queue gives each run its GPUs with CUDA_VISIBLE_DEVICES).
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer thread pool forked under a worker
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:

@@ -58,6 +58,7 @@ class Progress:
     eval_loss: Optional[float] = None               # the last eval loss
     eval_step: Optional[int] = None
     notes: list[str] = field(default_factory=list)     # this attempt's warnings ("checkpoint-6 is damaged ...")
+    best_eval_loss: Optional[float] = None          # the lowest eval loss so far (a sweep's comparison ranks by it)
     checks: list[dict] = field(default_factory=list)   # exports: each verification's figures
     result: dict = field(default_factory=dict)         # the terminal status event's own fields
 
@@ -83,6 +84,8 @@ class Progress:
                     self.total_steps = int(e["total_steps"])
             elif kind == "eval" and _num(e.get("eval_loss")) is not None:
                 self.eval_loss, self.eval_step = float(e["eval_loss"]), int(step or 0)
+                if self.best_eval_loss is None or self.eval_loss < self.best_eval_loss:
+                    self.best_eval_loss = self.eval_loss
             elif kind == "check":
                 self.checks.append(e)
             elif kind == "warning" and e.get("message"):
