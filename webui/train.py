@@ -16,8 +16,9 @@ from typing import Any, Optional
 import gradio as gr
 
 from engine import config as C
-from engine.runs import launcher
+from engine.runs import launcher, trackers
 from engine.runs import store as runs
+from engine.runs.paths import REPO
 from engine.runs.metrics import CHARTS
 from engine.runs.processes import worker_alive
 from webui import charts, fields, presets, progress, runs_table
@@ -53,12 +54,13 @@ class TrainPanel:
     state: gr.State                 # the session's RunState
     watch: Optional[gr.State] = None  # the session's Watch (set by wire)
     form: Optional[ConfigForm] = None
+    trackers: Optional[gr.Markdown] = None  # how to open what the watched run's trackers wrote
 
     @property
     def shown(self) -> list[Any]:
         """Everything the panel shows about the watched run."""
         return [self.message, self.progress, self.failure, *self.plots.values(), self.log, self.runs,
-                self.run_picker, self.compare]
+                self.run_picker, self.compare, self.trackers]
 
     @property
     def everything(self) -> list[Any]:
@@ -85,6 +87,7 @@ def build(state: gr.State) -> TrainPanel:
             for chart in CHARTS[row:row + 2]:
                 plots[chart.name] = gr.Plot(charts.figure(chart, None), show_label=False,
                                             elem_classes=[CHART_CLASS.get(chart.name, f"ws-chart-{chart.name}")])
+    tracked = gr.Markdown(elem_classes=["ws-trackers"])
     with gr.Accordion("Worker log (last lines)", open=False):
         log = gr.Textbox(show_label=False, lines=12, max_lines=12, autoscroll=True, interactive=False,
                          elem_classes=["ws-log"])
@@ -107,7 +110,8 @@ def build(state: gr.State) -> TrainPanel:
     return TrainPanel(fields=run_fields, views=ConfigViews(yaml=yaml_view, cli=cli, problems=problems),
                       start=start, stop=stop, resume=resume, message=message, progress=prog, failure=failure,
                       plots=plots, log=log, runs=table, run_picker=run_picker, compare=compare, refresh=refresh,
-                      preset_name=preset_name, save_preset=save_preset, timer=timer, state=state)
+                      preset_name=preset_name, save_preset=save_preset, timer=timer, state=state,
+                      trackers=tracked)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,9 +154,24 @@ def attach(watch: Watch, run_dir: Optional[Path]) -> Watch:
                                overlays={k: v for k, v in watch.overlays.items() if k != follower.name})
 
 
+def trackers_markdown(run_dir: Optional[Path]) -> str:
+    """How to open what the run's experiment trackers wrote (train.report_to), one command each."""
+    if run_dir is None:
+        return ""
+    try:
+        names = C.load(Path(run_dir) / "config.yaml", check_files=False).train.report_to
+    except C.ConfigError:
+        return ""
+    shown = Path(run_dir).resolve()
+    shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
+    lines = [f"- **{trackers.BY_NAME[n].label}**: `{trackers.open_command(shown, n)}`" for n in names]
+    return ("**Experiment trackers** (from the repository folder):\n" + "\n".join(lines)) if lines else ""
+
+
 def panel_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
     log = watch.current.log_tail(force=True) if watch.current else ""
-    return {**chart_updates(p, watch), **status_updates(p, watch), **runs_updates(p, st, watch), p.log: log or ""}
+    return {**chart_updates(p, watch), **status_updates(p, watch), **runs_updates(p, st, watch), p.log: log or "",
+            p.trackers: trackers_markdown(watch.current.run_dir if watch.current else None)}
 
 
 # ---------------------------------------------------------------------------------------------

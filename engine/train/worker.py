@@ -96,6 +96,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     from engine.train.output import save_final
 
     set_seed(cfg.train.seed)
+    if cfg.train.report_to and distributed.is_main():  # the trackers write inside the run folder
+        from engine.runs import trackers
+        os.environ.update(trackers.environment(run_dir, cfg.train.report_to))
     distributed.prepare_rank()
     if distributed.is_main() and (note := distributed.mismatch_note(cfg)):
         print(note, file=sys.stderr, flush=True)
