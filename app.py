@@ -8,6 +8,7 @@ headless.
   python app.py chat saves/<run> [--base]       # talk to a run in the terminal (base model beside it)
   python app.py export saves/<run> [--dtype fp16] [--gguf q8_0]   # merged folder (+ GGUF, Modelfile)
   python app.py launch-script CONFIG --nodes 4 --gpus-per-node 8   # a SLURM file for a cluster
+  python app.py convert THEIR.yaml -o mine.yaml  # a LLaMA-Factory config as a Whetstone one (train takes theirs too)
 
 This module never imports torch: the UI process stays light, the work runs in worker processes.
 """
@@ -102,13 +103,56 @@ def cmd_train(argv: list[str]) -> int:
         else:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
-            cfg = C.load(a.config, a.overrides)
+            cfg = _load_any(a.config, a.overrides)
+            if cfg is None:
+                return 2
             run_dir = launcher.start(cfg)  # refuses bad settings and bad rows before writing anything
     except (C.ConfigError, launcher.LaunchError) as e:
         print(str(e), file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}", flush=True)
     return _progress(run_dir)
+
+
+def _load_any(path: str, overrides: list[str]):
+    """A Whetstone run config, or a LLaMA-Factory one converted (printed with every key not mapped); None when
+    the conversion found keys that change what is trained and have no equivalent (said on stderr)."""
+    from engine.config import llamafactory
+    conv = llamafactory.read(path)
+    if conv is None:
+        return C.load(path, overrides)
+    print(llamafactory.report(conv), flush=True)
+    if conv.errors:
+        print(f"\nnot trained: {len(conv.errors)} key(s) above change what is trained and have no Whetstone "
+              f"equivalent; fix them, or write the conversion with `python app.py convert {path} -o mine.yaml` and "
+              "edit it", file=sys.stderr)
+        return None
+    return C.from_dict(C.apply_overrides(conv.config, overrides))
+
+
+def cmd_convert(argv: list[str]) -> int:
+    """Convert a LLaMA-Factory training config (llamafactory-cli train X.yaml) into a Whetstone run config."""
+    from engine.config import llamafactory
+    from engine.runs.atomic import write_text
+    ap = argparse.ArgumentParser(prog="python app.py convert", description=cmd_convert.__doc__)
+    ap.add_argument("config", help="a LLaMA-Factory YAML, e.g. examples/train_lora/llama3_lora_sft.yaml")
+    ap.add_argument("-o", "--out", type=Path, help="write the Whetstone YAML here (default: print it only)")
+    a = ap.parse_args(argv)
+    conv = llamafactory.read(a.config)
+    if conv is None:
+        print(f"{a.config}: not a LLaMA-Factory training config (no model_name_or_path / stage / dataset keys, "
+              "or not readable YAML); a Whetstone config needs no converting", file=sys.stderr)
+        return 2
+    print(llamafactory.report(conv))
+    try:
+        C.from_dict(conv.config)
+    except C.ConfigError as e:
+        print(f"\n{e}", file=sys.stderr)
+    if a.out:
+        write_text(a.out, llamafactory.to_yaml(conv))
+        print(f"\nwritten: {a.out}" + (" (with the errors above as comments: fix them before training)"
+                                       if conv.errors else f"; train it with: python app.py train {a.out}"))
+    return 1 if conv.errors else 0
 
 
 def cmd_ui(argv: list[str]) -> int:
@@ -297,7 +341,8 @@ def cmd_launch_script(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "launch-script": cmd_launch_script, "export": cmd_export, "chat": cmd_chat}
+COMMANDS = {"train": cmd_train, "launch-script": cmd_launch_script, "export": cmd_export, "chat": cmd_chat,
+            "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
