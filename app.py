@@ -6,6 +6,7 @@ headless.
   python app.py train --resume saves/<run>       # continue a stopped or failed run
   python app.py train --help                     # every config field, its type, default and help
   python app.py chat saves/<run> [--base]       # talk to a run in the terminal (base model beside it)
+  python app.py chat saves/<run>/merged/gguf/<run>-q4_k_m.gguf   # a GGUF file in llama.cpp
   python app.py export saves/<run> [--dtype fp16] [--gguf q8_0]   # merged folder (+ GGUF, Modelfile)
   python app.py launch-script CONFIG --nodes 4 --gpus-per-node 8   # a SLURM file for a cluster
   python app.py convert THEIR.yaml -o mine.yaml  # a LLaMA-Factory config as a Whetstone one (train takes theirs too)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing
 from pathlib import Path
 
 from engine import config as C
@@ -191,8 +193,9 @@ def cmd_export(argv: list[str]) -> int:
     ap.add_argument("--out", default="", help="output folder (default: <run>/merged or <run>/adapter-export)")
     ap.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
     ap.add_argument("--max-shard-size", default="2GB", help="largest safetensors file, e.g. 500MB or 2GB")
-    ap.add_argument("--gguf", action="append", default=[], choices=["f16", "q8_0"],
-                    help="also write a GGUF file of this type (repeatable)")
+    ap.add_argument("--gguf", action="append", default=[], choices=list(typing.get_args(X.GGUFType)),
+                    help="also write a GGUF file of this type (repeatable); q4_k_m / q5_k_m / q6_k need "
+                         "llama-cpp-python")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing export at the output folder")
     a = ap.parse_args(argv)
     try:
@@ -212,9 +215,15 @@ def cmd_export(argv: list[str]) -> int:
     try:
         while True:
             for e in job.poll():
-                if e.get("kind") == "check":
+                if e.get("kind") == "check" and e.get("what") == "llama.cpp":
+                    bar.write(f"check llama.cpp: {e['file']} ({e['size_bytes'] / 2**20:.0f} MiB) " + (
+                        f"answered {e['answer'][:60]!r} ({e['tokens']} tokens, {e['tokens_per_s']} tokens/s, "
+                        f"finish {e['finish_reason']})" if e.get("ok") else f"FAILED: {e.get('reason')}"))
+                elif e.get("kind") == "check":
                     bar.write(f"check {e.get('what')}: max |diff| {e.get('max_abs_diff'):.3g}"
                               + (f", greedy agreement {100 * e['top1_agreement']:.1f}%" if "top1_agreement" in e else ""))
+                elif e.get("kind") == "warning":
+                    bar.write(f"warning: {e.get('message')}")
             bar.n = int(100 * job.progress)
             bar.set_postfix_str(job.status)
             if not job.running:
@@ -239,9 +248,11 @@ def cmd_chat(argv: list[str]) -> int:
     from engine.runs.chat_client import ChatClient, ChatError
     from engine.config.chat import ChatSource, GenerationParams
     ap = argparse.ArgumentParser(prog="python app.py chat", description=cmd_chat.__doc__)
-    ap.add_argument("target", help="a run folder (saves/<run>), a merged export folder, or a base model name")
+    ap.add_argument("target", help="a run folder (saves/<run>), a merged export folder, a .gguf file (llama.cpp), "
+                                   "or a base model name")
     ap.add_argument("--checkpoint", default="", help="e.g. checkpoint-20 (default: the final adapter)")
-    ap.add_argument("--base", action="store_true", help="answer with the base model beside the tuned one")
+    ap.add_argument("--base", action="store_true", help="answer with the base model beside the tuned one (beside a "
+                                                        ".gguf file: the merged folder it was exported into)")
     ap.add_argument("--system", default="", help="system prompt (default: the chat template's own)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     ap.add_argument("--top-p", type=float, default=1.0)
@@ -253,6 +264,8 @@ def cmd_chat(argv: list[str]) -> int:
         src = ChatSource("run", run_dir=str(t), checkpoint=a.checkpoint)
     elif (t / "config.json").is_file():
         src = ChatSource("merged", model=str(t))
+    elif t.suffix == ".gguf" and t.is_file():  # llama.cpp; --base: the merged folder it was exported into
+        src = ChatSource("gguf", model=str(t))
     else:
         src = ChatSource("base", model=a.target)
     params = GenerationParams(system_prompt=a.system, temperature=a.temperature, top_p=a.top_p,
@@ -272,10 +285,11 @@ def cmd_chat(argv: list[str]) -> int:
             if q in ("", "/quit", "/exit"):
                 break
             history.append({"role": "user", "content": q})
-            variants = ("tuned", "base") if a.base and src.kind == "run" else ("tuned",)
+            variants = ("tuned", "base") if a.base and info.get("can_compare") else ("tuned",)
+            asked = list(history)  # both answer the same conversation (not the tuned reply appended below)
             for v in variants:
                 print(f"{v}> ", end="", flush=True)
-                reply = "".join(print(p, end="", flush=True) or p for p in client.stream(history, params, v))
+                reply = "".join(print(p, end="", flush=True) or p for p in client.stream(asked, params, v))
                 print()
                 if v == "tuned":
                     history.append({"role": "assistant", "content": reply.strip()})
