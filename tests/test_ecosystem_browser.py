@@ -41,6 +41,7 @@ def test_their_yaml_loads_converted_and_trackers_are_ticked_in_hyperparameters(a
     theirs = tmp_path / "llama3_lora_sft.yaml"
     theirs.write_text(THEIRS.format(model=models_dir / "tiny-llama"))
     open_page(page, app.url)
+    go_to(page, "Train")  # where the page's messages are shown
     upload(page, theirs)
     message = page.locator(".prose.ws-message")
     wait_for(lambda: "Loaded" in message.inner_text() or "not loaded" in message.inner_text(), "the upload", page=page)
@@ -58,11 +59,16 @@ def test_their_yaml_loads_converted_and_trackers_are_ticked_in_hyperparameters(a
     go_to(page, "Train")
     page.get_by_text("Config as YAML and as a command line").click()
     page.wait_for_timeout(800)
-    yaml_view = page.locator(".cm-content").last.inner_text()
+    code = page.locator(".cm-content").last
+    code.click()
+    page.keyboard.press("Control+End")  # the editor draws the lines in view: bring train.report_to into it
+    page.wait_for_timeout(500)
+    yaml_view = code.inner_text()
     assert "report_to:" in yaml_view and "- tensorboard" in yaml_view and "- mlflow" in yaml_view, yaml_view
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(THEIRS.format(model=models_dir / "tiny-llama") + "use_galore: true\n")
+    page.get_by_text("Config as YAML and as a command line").click()  # fold it again
     upload(page, bad)
     wait_for(lambda: "bad.yaml not loaded" in message.inner_text(), "the refusal", page=page)
     assert "use_galore: not a key the converter knows" in message.inner_text()

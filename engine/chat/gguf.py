@@ -10,7 +10,6 @@ so a llama.cpp build that crashes on a file fails the check instead of the expor
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
