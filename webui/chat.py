@@ -25,6 +25,9 @@ from webui import state as S
 SOURCES = {"Run (adapter or model)": "run", "Base model": "base", "Merged export folder": "merged",
            "GGUF file (llama.cpp)": "gguf"}
 BASE_BOX = "Base (adapter off)"
+TUNED_BOX = "Tuned"
+SIDE = "Side by side: the base model answers too"
+SIDE_GGUF = "Side by side: the merged folder the GGUF file came from answers too"
 
 
 def gguf_files(saves: Path) -> list[str]:
@@ -114,19 +117,24 @@ def on_kind(k: str, s: S.RunState):
 
 def on_load(k: str, run_dir: Optional[str], ck: Optional[str], base_model: Optional[str], merged_dir: Optional[str],
             gguf_file: Optional[str], s: S.RunState):
-    """(status, worker info, side-by-side checkbox, second box) after loading what the user picked in the worker."""
+    """(status, worker info, side-by-side checkbox, first and second box) after loading what the user picked in the
+    worker."""
     src = SOURCES[k]
     if src == "run" and not run_dir:
-        return "**Pick a run first** (a finished run, or one with a checkpoint).", gr.skip(), gr.skip(), gr.skip()
+        return ("**Pick a run first** (a finished run, or one with a checkpoint).", gr.skip(), gr.skip(), gr.skip(),
+                gr.skip())
     model = {"base": base_model, "merged": merged_dir, "gguf": gguf_file}.get(src) or ""
     source = (ChatSource("run", run_dir=run_dir or "", checkpoint=run_choices.checkpoint_value(ck))
               if src == "run" else ChatSource(src, model=model.strip()))
     try:
         info = CHAT.load(source, S.saves_path(s))
     except ChatError as e:
-        return f"**Could not load:** {html.escape(str(e))}", {}, gr.skip(), gr.skip()
+        return f"**Could not load:** {html.escape(str(e))}", {}, gr.skip(), gr.skip(), gr.skip()
+    gguf = src == "gguf"
     return (status_markdown(info, CHAT.client), info,
-            gr.update(value=bool(info.get("can_compare")), interactive=bool(info.get("can_compare"))),
+            gr.update(value=bool(info.get("can_compare")), interactive=bool(info.get("can_compare")),
+                      label=SIDE_GGUF if gguf else SIDE),
+            gr.update(label="GGUF (llama.cpp)" if gguf else TUNED_BOX),
             gr.update(label=info.get("compare_label") or BASE_BOX))
 
 
@@ -206,9 +214,9 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
             max_new = gr.Slider(8, 2048, value=256, step=8, label="Max new tokens")
             rep = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="Repetition penalty")
-    side = gr.Checkbox(label="Side by side: the base model answers too", value=True, elem_classes=["ws-chat-side"])
+    side = gr.Checkbox(label=SIDE, value=True, elem_classes=["ws-chat-side"])
     with gr.Row():
-        tuned_box = gr.Chatbot(label="Tuned", height=380, elem_classes=["ws-chat-tuned"])
+        tuned_box = gr.Chatbot(label=TUNED_BOX, height=380, elem_classes=["ws-chat-tuned"])
         base_box = gr.Chatbot(label=BASE_BOX, height=380, elem_classes=["ws-chat-basebox"])
     with gr.Row(equal_height=True):
         msg = gr.Textbox(show_label=False, placeholder="Ask something and press Enter", scale=6,
@@ -222,7 +230,7 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     kind.change(on_kind, [kind, state], [run, ckpt, base, merged, gguf], show_progress="hidden")
     refresh.click(on_refresh, [state, run], [run, ckpt, status], show_progress="hidden")
     run.input(run_choices.on_run, [run], [ckpt], show_progress="hidden")
-    load.click(on_load, [kind, run, ckpt, base, merged, gguf, state], [status, info_state, side, base_box])
+    load.click(on_load, [kind, run, ckpt, base, merged, gguf, state], [status, info_state, side, tuned_box, base_box])
     unload.click(on_unload, None, [status, info_state])
     inputs = [msg, tuned_box, base_box, side, system, temperature, top_p, max_new, rep]
     send.click(on_send, inputs, [tuned_box, base_box, msg, stats], show_progress="hidden")

@@ -4,6 +4,6 @@ paths (where things live), atomic (files and folders that appear whole), events 
 reader), metrics (the one table of metric names, units and charts), progress (the one fold from a
 run's events to its state), store (finding runs in saves/ and summarising them), processes (the one
 spawn helper, worker files, liveness), launcher (start / stop / resume training runs), the clients of
-the chat, export and evaluation workers, torchrun (multi-process and SLURM command lines) and
-failures (exceptions in plain words).
+the chat, export and evaluation workers, torchrun (multi-process and SLURM command lines),
+failures (exceptions in plain words) and trackers (the experiment trackers a run reports to).
 """
