@@ -147,15 +147,16 @@ def export_merged(cfg: ExportConfig, tmp: Path, ev: EventWriter) -> dict:
                                 f"{diff:.3g}, greedy agreement {100 * agree:.1f}%); export as fp32 or bf16")
     del back
 
-    check["gguf"] = write_ggufs(cfg, tmp, stops, ev) if cfg.gguf else []
+    check["gguf"], check["llama_cpp"] = write_ggufs(cfg, tmp, stops, ev) if cfg.gguf else ([], {})
     check["stop_strings"] = stop_strings(tok)
     return {"check": check, "tok": tok, "cfg": loaded.cfg}
 
 
-def write_ggufs(cfg: ExportConfig, tmp: Path, stops: list[int], ev: EventWriter) -> list[str]:
+def write_ggufs(cfg: ExportConfig, tmp: Path, stops: list[int], ev: EventWriter) -> tuple[list[str], dict]:
     """The GGUF files asked for, in gguf/ (a GGUF file is self-contained, and a reader given (folder,
     gguf_file=...) must not mix in the HF tokenizer files beside it): f16 / q8_0 written here, the K-quants made
-    by llama.cpp's quantizer from the f16 file; then each is loaded in llama.cpp and asked a question."""
+    by llama.cpp's quantizer from the f16 file; then each is loaded in llama.cpp and asked a question.
+    Returns (the files, each one's llama.cpp check)."""
     from engine.config.export import LLAMA_CPP_TYPES, llama_cpp_installed
     from engine.export.gguf import check_in_llama_cpp, quantize, write_gguf
     run = Path(cfg.run_dir).name
@@ -173,17 +174,17 @@ def write_ggufs(cfg: ExportConfig, tmp: Path, stops: list[int], ev: EventWriter)
             write_gguf(tmp, f16 if q.startswith("f16") else path(q), q.removesuffix("-source"), stops, name=run)
     if "f16" not in cfg.gguf:
         f16.unlink(missing_ok=True)  # only the source of the K-quants
-    files = [f"gguf/{path(q).name}" for q in cfg.gguf]
+    files, checks = [f"gguf/{path(q).name}" for q in dict.fromkeys(cfg.gguf)], {}
     if not llama_cpp_installed():
         ev.write("warning", 0, message="the GGUF files were not run in llama.cpp: llama-cpp-python is not installed")
-        return files
+        return files, checks
     for i, name in enumerate(files):
         ev.status("gguf", progress=0.82 + 0.1 * i / len(files), what=f"running {name} in llama.cpp")
-        res = check_in_llama_cpp(tmp / name)
+        res = checks[name] = check_in_llama_cpp(tmp / name)
         ev.write("check", 0, what="llama.cpp", file=name, size_bytes=(tmp / name).stat().st_size, **res)
         if not res["ok"]:
             ev.write("warning", 0, message=f"{name}: {res.get('reason') or 'llama.cpp answered nothing'}")
-    return files
+    return files, checks
 
 
 def export_adapter(cfg: ExportConfig, tmp: Path, ev: EventWriter) -> dict:
