@@ -38,7 +38,8 @@ DIRECT = {
 }
 # LLaMA-Factory's (and the HF Trainer's) defaults where they differ from Whetstone's: written when absent.
 LF_DEFAULTS = {"cutoff_len": 2048, "learning_rate": 5e-5, "per_device_train_batch_size": 8,
-               "lr_scheduler_type": "linear", "logging_steps": 500, "save_steps": 500, "lora_rank": 8}
+               "lr_scheduler_type": "linear", "logging_steps": 500, "save_steps": 500}
+LORA_RANK = 8  # their lora_rank default (lora_alpha: twice the rank)
 # Keys that do not change what is trained: left out with a warning saying why.
 COSMETIC = {
     "do_train": "always true here", "overwrite_cache": "Whetstone re-reads the data each run",
@@ -188,7 +189,7 @@ def _method(c: Conversion, d: dict) -> None:
     elif bits == 4 and ft != "lora":
         c.set("model.quantization", "4bit")  # refused by the config check: only adapters train on 4-bit weights
     if ft == "lora":
-        rank = d.get("lora_rank", LF_DEFAULTS["lora_rank"])
+        rank = d.get("lora_rank", LORA_RANK)
         c.set("method.lora.rank", rank)
         c.set("method.lora.alpha", d.get("lora_alpha") or 2 * rank)
         targets = _names(d.get("lora_target", "all"))
@@ -223,10 +224,13 @@ def convert(data: dict, source: str = "", base: Optional[Path] = None) -> Conver
     d = {**{k: v for k, v in LF_DEFAULTS.items() if k not in data}, **data}
     if any(k.startswith("export_") for k in d) and "stage" not in d:
         c.errors.append("this is a LLaMA-Factory export config; export with python app.py export saves/<run>")
-    for k in sorted(set(LF_DEFAULTS) - set(data) - {"lora_rank"}):
+    for k in sorted(set(LF_DEFAULTS) - set(data)):
         c.notes.append(f"{k}: not set, so LLaMA-Factory's default {LF_DEFAULTS[k]!r} is used")
+    adapter_keys = ("lora_", "use_rslora", "use_dora", "pissa_", "loraplus_")
     for key, value in d.items():
-        if key in DIRECT:
+        if key.startswith(adapter_keys) and d.get("finetuning_type", "lora") != "lora":
+            c.warnings.append(f"{key}: left out (finetuning_type is {d.get('finetuning_type')}, which trains no LoRA)")
+        elif key in DIRECT:
             if value is not None:
                 c.set(DIRECT[key], value)
         elif key in COSMETIC:
