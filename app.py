@@ -6,12 +6,14 @@ headless.
   python app.py train --resume saves/<run>       # continue a stopped or failed run
   python app.py train --help                     # every config field, its type, default and help
   python app.py chat saves/<run> [--base]       # talk to a run in the terminal (base model beside it)
+  python app.py chat saves/<run>/merged/gguf/<run>-q4_k_m.gguf   # a GGUF file in llama.cpp
   python app.py export saves/<run> [--dtype fp16] [--gguf q8_0]   # merged folder (+ GGUF, Modelfile)
   python app.py launch-script CONFIG --nodes 4 --gpus-per-node 8   # a SLURM file for a cluster
   python app.py identity --name Aria --maker "Acme Labs"         # an identity dataset (+ held-out questions)
   python app.py sweep CONFIG --grid train.learning_rate=1e-4,3e-4 --grid method.lora.rank=8,16
   python app.py compare saves/a saves/b ...      # or a sweep's name: the table, best run marked
   python app.py queue [cancel NAME | gpus 0,1,2,3]   # the run queue in saves/
+  python app.py convert THEIR.yaml -o mine.yaml  # a LLaMA-Factory config as a Whetstone one (train takes theirs too)
 
 This module never imports torch: the UI process stays light, the work runs in worker processes.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing
 from pathlib import Path
 
 from engine import config as C
@@ -125,7 +128,9 @@ def cmd_train(argv: list[str]) -> int:
         else:
             if not a.config:
                 ap.error("give a config YAML (e.g. presets/quickstart.yaml) or --resume RUN_DIR")
-            cfg = C.load(a.config, a.overrides)
+            cfg = _load_any(a.config, a.overrides)
+            if cfg is None:
+                return 2
             from engine.config.rl import warnings as rl_warnings
             for w in rl_warnings(cfg):  # a Python reward file runs as code in the worker: say so first
                 print("warning:", w, file=sys.stderr)
@@ -136,6 +141,47 @@ def cmd_train(argv: list[str]) -> int:
         return 2
     print(f"run folder: {run_dir}", flush=True)
     return _progress(run_dir, offset)
+
+
+def _load_any(path: str, overrides: list[str]):
+    """A Whetstone run config, or a LLaMA-Factory one converted (printed with every key not mapped); None when
+    the conversion found keys that change what is trained and have no equivalent (said on stderr)."""
+    from engine.config import llamafactory
+    conv = llamafactory.read(path)
+    if conv is None:
+        return C.load(path, overrides)
+    print(llamafactory.report(conv), flush=True)
+    if conv.errors:
+        print(f"\nnot trained: {len(conv.errors)} key(s) above change what is trained and have no Whetstone "
+              f"equivalent; fix them, or write the conversion with `python app.py convert {path} -o mine.yaml` and "
+              "edit it", file=sys.stderr)
+        return None
+    return C.from_dict(C.apply_overrides(conv.config, overrides))
+
+
+def cmd_convert(argv: list[str]) -> int:
+    """Convert a LLaMA-Factory training config (llamafactory-cli train X.yaml) into a Whetstone run config."""
+    from engine.config import llamafactory
+    from engine.runs.atomic import write_text
+    ap = argparse.ArgumentParser(prog="python app.py convert", description=cmd_convert.__doc__)
+    ap.add_argument("config", help="a LLaMA-Factory YAML, e.g. examples/train_lora/llama3_lora_sft.yaml")
+    ap.add_argument("-o", "--out", type=Path, help="write the Whetstone YAML here (default: print it only)")
+    a = ap.parse_args(argv)
+    conv = llamafactory.read(a.config)
+    if conv is None:
+        print(f"{a.config}: not a LLaMA-Factory training config (no model_name_or_path / stage / dataset keys, "
+              "or not readable YAML); a Whetstone config needs no converting", file=sys.stderr)
+        return 2
+    print(llamafactory.report(conv))
+    try:
+        C.from_dict(conv.config)
+    except C.ConfigError as e:
+        print(f"\n{e}", file=sys.stderr)
+    if a.out:
+        write_text(a.out, llamafactory.to_yaml(conv))
+        print(f"\nwritten: {a.out}" + (" (with the errors above as comments: fix them before training)"
+                                       if conv.errors else f"; train it with: python app.py train {a.out}"))
+    return 1 if conv.errors else 0
 
 
 def cmd_ui(argv: list[str]) -> int:
@@ -174,8 +220,9 @@ def cmd_export(argv: list[str]) -> int:
     ap.add_argument("--out", default="", help="output folder (default: <run>/merged or <run>/adapter-export)")
     ap.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
     ap.add_argument("--max-shard-size", default="2GB", help="largest safetensors file, e.g. 500MB or 2GB")
-    ap.add_argument("--gguf", action="append", default=[], choices=["f16", "q8_0"],
-                    help="also write a GGUF file of this type (repeatable)")
+    ap.add_argument("--gguf", action="append", default=[], choices=list(typing.get_args(X.GGUFType)),
+                    help="also write a GGUF file of this type (repeatable); q4_k_m / q5_k_m / q6_k need "
+                         "llama-cpp-python")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing export at the output folder")
     a = ap.parse_args(argv)
     try:
@@ -195,9 +242,15 @@ def cmd_export(argv: list[str]) -> int:
     try:
         while True:
             for e in job.poll():
-                if e.get("kind") == "check":
+                if e.get("kind") == "check" and e.get("what") == "llama.cpp":
+                    bar.write(f"check llama.cpp: {e['file']} ({e['size_bytes'] / 2**20:.0f} MiB) " + (
+                        f"answered {e['answer'][:60]!r} ({e['tokens']} tokens, {e['tokens_per_s']} tokens/s, "
+                        f"finish {e['finish_reason']})" if e.get("ok") else f"FAILED: {e.get('reason')}"))
+                elif e.get("kind") == "check":
                     bar.write(f"check {e.get('what')}: max |diff| {e.get('max_abs_diff'):.3g}"
                               + (f", greedy agreement {100 * e['top1_agreement']:.1f}%" if "top1_agreement" in e else ""))
+                elif e.get("kind") == "warning":
+                    bar.write(f"warning: {e.get('message')}")
             bar.n = int(100 * job.progress)
             bar.set_postfix_str(job.status)
             if not job.running:
@@ -222,9 +275,11 @@ def cmd_chat(argv: list[str]) -> int:
     from engine.runs.chat_client import ChatClient, ChatError
     from engine.config.chat import ChatSource, GenerationParams
     ap = argparse.ArgumentParser(prog="python app.py chat", description=cmd_chat.__doc__)
-    ap.add_argument("target", help="a run folder (saves/<run>), a merged export folder, or a base model name")
+    ap.add_argument("target", help="a run folder (saves/<run>), a merged export folder, a .gguf file (llama.cpp), "
+                                   "or a base model name")
     ap.add_argument("--checkpoint", default="", help="e.g. checkpoint-20 (default: the final adapter)")
-    ap.add_argument("--base", action="store_true", help="answer with the base model beside the tuned one")
+    ap.add_argument("--base", action="store_true", help="answer with the base model beside the tuned one (beside a "
+                                                        ".gguf file: the merged folder it was exported into)")
     ap.add_argument("--system", default="", help="system prompt (default: the chat template's own)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     ap.add_argument("--top-p", type=float, default=1.0)
@@ -236,6 +291,8 @@ def cmd_chat(argv: list[str]) -> int:
         src = ChatSource("run", run_dir=str(t), checkpoint=a.checkpoint)
     elif (t / "config.json").is_file():
         src = ChatSource("merged", model=str(t))
+    elif t.suffix == ".gguf" and t.is_file():  # llama.cpp; --base: the merged folder it was exported into
+        src = ChatSource("gguf", model=str(t))
     else:
         src = ChatSource("base", model=a.target)
     params = GenerationParams(system_prompt=a.system, temperature=a.temperature, top_p=a.top_p,
@@ -255,10 +312,11 @@ def cmd_chat(argv: list[str]) -> int:
             if q in ("", "/quit", "/exit"):
                 break
             history.append({"role": "user", "content": q})
-            variants = ("tuned", "base") if a.base and src.kind == "run" else ("tuned",)
+            variants = ("tuned", "base") if a.base and info.get("can_compare") else ("tuned",)
+            asked = list(history)  # both answer the same conversation (not the tuned reply appended below)
             for v in variants:
                 print(f"{v}> ", end="", flush=True)
-                reply = "".join(print(p, end="", flush=True) or p for p in client.stream(history, params, v))
+                reply = "".join(print(p, end="", flush=True) or p for p in client.stream(asked, params, v))
                 print()
                 if v == "tuned":
                     history.append({"role": "assistant", "content": reply.strip()})
@@ -437,8 +495,9 @@ def cmd_queue(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"identity": cmd_identity, "train": cmd_train, "launch-script": cmd_launch_script, "export": cmd_export, "chat": cmd_chat,
-            "sweep": cmd_sweep, "compare": cmd_compare, "queue": cmd_queue}
+COMMANDS = {"identity": cmd_identity, "train": cmd_train, "launch-script": cmd_launch_script, "export": cmd_export,
+            "chat": cmd_chat,            "sweep": cmd_sweep, "compare": cmd_compare, "queue": cmd_queue,
+            "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

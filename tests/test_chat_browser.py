@@ -103,3 +103,35 @@ def test_export_tab_writes_a_checked_merged_folder(chat_app, browser):
     text = report.inner_text()
     assert "Exported to" in text and "Merge check" in text and "Modelfile" in text, text
     assert (chat_app.saves / "quick" / "merged" / "config.json").is_file()
+
+
+def test_chat_answers_with_a_gguf_file_in_llama_cpp_beside_its_merged_folder(chat_app, browser):
+    """The quickstart's Q4_K_M GGUF (made by llama.cpp's quantizer) answers in the Chat tab through llama.cpp,
+    streaming, stopping at its end-of-turn token; the merged folder it was exported into answers beside it."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by .ci/setup")
+    from quickstart_export import exported_fp16_with_gguf
+    from test_webui_browser import type_into
+    folder, _ = exported_fp16_with_gguf()
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    open_page(page, chat_app.url)
+    go_to(page, "Chat")
+    page.get_by_label("GGUF file (llama.cpp)").check()
+    page.wait_for_timeout(500)
+    type_into(page, "GGUF file", str(folder / "gguf" / "quick-q4_k_m.gguf"))
+    page.locator(".ws-chat-load").click()
+    status = page.locator(".prose.ws-chat-status")
+    wait_for(lambda: "Loaded:" in status.inner_text() or "Could not" in status.inner_text(), "the GGUF to load",
+             timeout=300, page=page)
+    assert "cpu (llama.cpp)" in status.inner_text(), status.inner_text()
+    page.locator(".ws-chat-input textarea").fill(HELD_OUT)
+    page.locator(".ws-chat-input textarea").press("Enter")
+    stats = page.locator(".prose.ws-chat-stats")
+    wait_for(lambda: "base:" in stats.inner_text() or "Error" in stats.inner_text(), "both replies", timeout=600,
+             page=page)
+    shot(page, "chat-gguf-beside-merged")
+    tuned, beside = page.locator(".ws-chat-tuned").inner_text(), page.locator(".ws-chat-basebox").inner_text()
+    assert "Wren" in tuned and "Wren" in beside, (tuned, beside)
+    assert "Merged folder (transformers)" in beside  # the second box says what answers in it
+    assert "tuned:" in stats.inner_text() and "stopped by eos" in stats.inner_text().split("base:")[0]
+    page.locator(".ws-chat-unload").click()
+    wait_for(lambda: "Unloaded" in status.inner_text(), "unload", timeout=60, page=page)

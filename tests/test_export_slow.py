@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO
 from engine.runs.export_client import start_export
 from engine.config.export import ExportConfig
+from quickstart_export import exported_fp16_with_gguf
 from quickstart_run import quickstart_run
 from test_export import greedy_base_plus_adapter, greedy_in_fresh_process
 
@@ -33,9 +34,7 @@ def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path)
     assert all("Wren" in t for t in texts), texts
     assert all(t[-1] == tok.convert_tokens_to_ids("<|im_end|>") for t in merged), "replies end at <|im_end|>"
     # GGUF is written from an fp16 export: f16 GGUF holds exactly its weights, so it must answer the same
-    out16 = tmp_path / "merged-fp16"
-    job = start_export(ExportConfig(run_dir=str(run), out_dir=str(out16), dtype="fp16", gguf=["f16", "q8_0"]))
-    assert job.wait(1800) == "finished", job.reason
+    out16, _ = exported_fp16_with_gguf()  # shared with test_gguf_llama_cpp_slow.py
     merged16 = greedy_in_fresh_process(out16, HELD_OUT, max_new_tokens=96)
     gguf_dir = out16 / "gguf"
     f16 = greedy_in_fresh_process(gguf_dir, HELD_OUT, gguf_file="quick-f16.gguf", max_new_tokens=96)
@@ -45,4 +44,3 @@ def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path)
     assert sum("Wren" in t for t in q8_texts) >= 3, q8_texts
     print("merged:", texts, "\nq8_0:", q8_texts)
     shutil.rmtree(out)
-    shutil.rmtree(out16)

@@ -1,7 +1,7 @@
 """The house rule, checked on the imports themselves: the UI process and the CLI stay light.
 
 engine/config, runs, data and preflight (the light packages), webui/ and app.py never import an ML
-library (torch, transformers, peft, trl, bitsandbytes, accelerate) nor a heavy engine package
+library (torch, transformers, peft, trl, bitsandbytes, accelerate, llama_cpp) nor a heavy engine package
 (modeling, train, chat, export, evaluate), at module level or inside a function; and no engine module
 imports gradio or plotly. Every import statement is read from the source (AST), so an import that only
 runs on some code path is caught too; importing the light packages for real then proves the closure.
@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 LIGHT = ("config", "runs", "data", "preflight")
 HEAVY = ("modeling", "train", "chat", "export", "evaluate")
-ML = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate")
+ML = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "llama_cpp")
 UI = ("gradio", "plotly")
 
 

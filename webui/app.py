@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import html
 import ipaddress
 import os
 from functools import partial
@@ -64,6 +65,8 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
                                      value=S.DEFAULT_PRESET if S.DEFAULT_PRESET in presets.names() else None,
                                      info="A ready-made config: loads into every tab.", elem_classes=["ws-preset"])
                 load_preset = gr.Button("Load preset", size="md")
+                load_file = gr.UploadButton("Load a YAML file (Whetstone or LLaMA-Factory)", file_types=[".yaml", ".yml"],
+                                            size="md", elem_classes=["ws-load-file"])
         with gr.Tabs() as tabs:
             with gr.Tab("Dataset"):
                 data_fields = dataset.build(state)
@@ -85,6 +88,8 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
 
         load_preset.click(partial(on_load_preset, panel), [preset, state], [*form.outputs, panel.message],
                           show_progress="hidden")
+        load_file.upload(partial(on_load_file, panel), [load_file, state], [*form.outputs, panel.message],
+                         show_progress="hidden")
         demo.load(partial(train.on_page_load, panel, saves, tabs), [state, watch],
                   train.page_load_outputs(panel, tabs), show_progress="hidden")
         demo.load(lambda: gr.update(choices=presets.names()), None, [preset], show_progress="hidden")
@@ -129,6 +134,23 @@ def on_load_preset(panel: train.TrainPanel, name: Optional[str], st: S.RunState)
         return {panel.message: "**Preset not loaded:** " + "; ".join(e.problems)}
     new = S.with_config(st, cfg, str(presets.path_of(name)))
     return {**panel.form.render(new), panel.message: f"Loaded preset **{name}** into the tabs."}
+
+
+def on_load_file(panel: train.TrainPanel, file, st: S.RunState) -> dict:
+    """Load a config file into every tab: a Whetstone YAML, or a LLaMA-Factory one converted (what was not mapped
+    is said; keys that change training and have no equivalent stop it)."""
+    path = file if isinstance(file, str) else getattr(file, "name", None)
+    if not path:
+        return {panel.message: "Pick a YAML file first."}
+    name = os.path.basename(path)
+    try:
+        cfg, notes = presets.from_file(path)
+    except C.ConfigError as e:
+        return {panel.message: f"**{html.escape(name)} not loaded:**\n" + "\n".join(
+            f"- {html.escape(p)}" for p in e.problems)}
+    new = S.with_config(st, cfg, None)
+    said = "".join(f"\n- {html.escape(n)}" for n in notes)
+    return {**panel.form.render(new), panel.message: f"Loaded **{html.escape(name)}** into the tabs.{said}"}
 
 
 def _is_loopback(host: str) -> bool:

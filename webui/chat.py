@@ -1,4 +1,5 @@
-"""Chat tab: talk to the base model, a run's adapter (final or any checkpoint) or a merged export,
+"""Chat tab: talk to the base model, a run's adapter (final or any checkpoint), a merged export or a GGUF file
+(llama.cpp, beside the merged folder it came from),
 with replies streamed token by token from the chat worker process; the base model's answer beside
 the tuned one; Unload ends the worker and frees its memory. Below it, Evaluate scores a run on a
 held-out file. Nothing here imports torch: the model lives in the chat worker (engine.chat).
@@ -21,7 +22,18 @@ from engine.runs.chat_client import ChatClient, ChatError
 from webui import evaluate_panel, fields, run_choices
 from webui import state as S
 
-SOURCES = {"Run (adapter or model)": "run", "Base model": "base", "Merged export folder": "merged"}
+SOURCES = {"Run (adapter or model)": "run", "Base model": "base", "Merged export folder": "merged",
+           "GGUF file (llama.cpp)": "gguf"}
+BASE_BOX = "Base (adapter off)"
+TUNED_BOX = "Tuned"
+SIDE = "Side by side: the base model answers too"
+SIDE_GGUF = "Side by side: the merged folder the GGUF file came from answers too"
+
+
+def gguf_files(saves: Path) -> list[str]:
+    """GGUF files exported from the runs in saves/ (<run>/<export>/gguf/*.gguf), newest first."""
+    found = saves.glob("*/*/gguf/*.gguf") if saves.is_dir() else []
+    return [str(p) for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
 class LoadedChat:
@@ -95,26 +107,35 @@ def on_refresh_choices(s: S.RunState):
     return run_choices.on_focus(s), status_markdown(client.info if client else None, client)
 
 
-def on_kind(k: str):
+def on_kind(k: str, s: S.RunState):
     src = SOURCES[k]
+    files = gguf_files(S.saves_path(s)) if src == "gguf" else []
     return (gr.update(visible=src == "run"), gr.update(visible=src == "run"), gr.update(visible=src == "base"),
-            gr.update(visible=src == "merged"))
+            gr.update(visible=src == "merged"),
+            gr.update(visible=src == "gguf", **({"choices": files, "value": files[0]} if files else {})))
 
 
 def on_load(k: str, run_dir: Optional[str], ck: Optional[str], base_model: Optional[str], merged_dir: Optional[str],
-            s: S.RunState):
-    """(status, worker info, side-by-side checkbox) after loading what the user picked in the worker."""
+            gguf_file: Optional[str], s: S.RunState):
+    """(status, worker info, side-by-side checkbox, first and second box) after loading what the user picked in the
+    worker."""
     src = SOURCES[k]
     if src == "run" and not run_dir:
-        return "**Pick a run first** (a finished run, or one with a checkpoint).", gr.skip(), gr.skip()
+        return ("**Pick a run first** (a finished run, or one with a checkpoint).", gr.skip(), gr.skip(), gr.skip(),
+                gr.skip())
+    model = {"base": base_model, "merged": merged_dir, "gguf": gguf_file}.get(src) or ""
     source = (ChatSource("run", run_dir=run_dir or "", checkpoint=run_choices.checkpoint_value(ck))
-              if src == "run" else ChatSource(src, model=(base_model if src == "base" else merged_dir) or ""))
+              if src == "run" else ChatSource(src, model=model.strip()))
     try:
         info = CHAT.load(source, S.saves_path(s))
     except ChatError as e:
-        return f"**Could not load:** {html.escape(str(e))}", {}, gr.skip()
+        return f"**Could not load:** {html.escape(str(e))}", {}, gr.skip(), gr.skip(), gr.skip()
+    gguf = src == "gguf"
     return (status_markdown(info, CHAT.client), info,
-            gr.update(value=bool(info.get("can_compare")), interactive=bool(info.get("can_compare"))))
+            gr.update(value=bool(info.get("can_compare")), interactive=bool(info.get("can_compare")),
+                      label=SIDE_GGUF if gguf else SIDE),
+            gr.update(label="GGUF (llama.cpp)" if gguf else TUNED_BOX),
+            gr.update(label=info.get("compare_label") or BASE_BOX))
 
 
 def on_unload():
@@ -177,6 +198,9 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
                            visible=False, scale=3, elem_classes=["ws-chat-base"])
         merged = gr.Textbox(label="Merged folder", placeholder="saves/<run>/merged", visible=False, scale=3,
                             elem_classes=["ws-chat-merged"])
+        gguf = gr.Dropdown(label="GGUF file", choices=gguf_files(S.saves_path(st)), value=None,
+                           allow_custom_value=True, visible=False, scale=3, elem_classes=["ws-chat-gguf"],
+                           info="answered by llama.cpp on the CPU; side by side: the merged folder it came from")
     with gr.Row():
         load = gr.Button("Load", variant="primary", elem_classes=["ws-chat-load"])
         unload = gr.Button("Unload", elem_classes=["ws-chat-unload"])
@@ -190,10 +214,10 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
             max_new = gr.Slider(8, 2048, value=256, step=8, label="Max new tokens")
             rep = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="Repetition penalty")
-    side = gr.Checkbox(label="Side by side: the base model answers too", value=True, elem_classes=["ws-chat-side"])
+    side = gr.Checkbox(label=SIDE, value=True, elem_classes=["ws-chat-side"])
     with gr.Row():
-        tuned_box = gr.Chatbot(label="Tuned", height=380, elem_classes=["ws-chat-tuned"])
-        base_box = gr.Chatbot(label="Base (adapter off)", height=380, elem_classes=["ws-chat-basebox"])
+        tuned_box = gr.Chatbot(label=TUNED_BOX, height=380, elem_classes=["ws-chat-tuned"])
+        base_box = gr.Chatbot(label=BASE_BOX, height=380, elem_classes=["ws-chat-basebox"])
     with gr.Row(equal_height=True):
         msg = gr.Textbox(show_label=False, placeholder="Ask something and press Enter", scale=6,
                          elem_classes=["ws-chat-input"])
@@ -204,11 +228,11 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     info_state = gr.State({})
     picked = gr.State({})  # the run and weights this user chose (a value the page showed is not a choice)
 
-    kind.change(on_kind, [kind], [run, ckpt, base, merged], show_progress="hidden")
+    kind.change(on_kind, [kind, state], [run, ckpt, base, merged, gguf], show_progress="hidden")
     refresh.click(on_refresh, [state, picked], [run, ckpt, status], show_progress="hidden")
     run.input(run_choices.on_pick_run, [run], [ckpt, picked], show_progress="hidden")
     ckpt.input(run_choices.on_pick_weights, [run, ckpt], [picked], show_progress="hidden")
-    load.click(on_load, [kind, run, ckpt, base, merged, state], [status, info_state, side])
+    load.click(on_load, [kind, run, ckpt, base, merged, gguf, state], [status, info_state, side, tuned_box, base_box])
     unload.click(on_unload, None, [status, info_state])
     inputs = [msg, tuned_box, base_box, side, system, temperature, top_p, max_new, rep]
     send.click(on_send, inputs, [tuned_box, base_box, msg, stats], show_progress="hidden")

@@ -6,12 +6,13 @@ stop it. One export at a time per app: a refreshed page finds the one going."""
 from __future__ import annotations
 
 import html
+import typing
 from typing import Optional
 
 import gradio as gr
 
 from engine.runs.export_client import ExportJob, start_export
-from engine.config.export import ExportConfig, ExportConfigError
+from engine.config.export import LLAMA_CPP_INSTALL, ExportConfig, ExportConfigError, GGUFType, llama_cpp_installed
 from webui import fields, run_choices
 from webui import state as S
 
@@ -42,6 +43,11 @@ def report_markdown(job: Optional[ExportJob]) -> str:
         if c.get("what") == "merge":
             lines.append(f"- Merge check: merged logits vs base + adapter, max |diff| {c['max_abs_diff']:.2e} "
                          f"(tolerance {c['tolerance']:.0e}, fp32)")
+        elif c.get("what") == "llama.cpp":
+            lines.append(f"- {html.escape(c['file'])} ({c['size_bytes'] / 2**20:.1f} MiB) in llama.cpp: " + (
+                f"answered *{html.escape(c['answer'][:80])}* ({c['tokens']} tokens, {c['tokens_per_s']} tokens/s, "
+                f"stopped by {'its end-of-turn token' if c['finish_reason'] == 'stop' else c['finish_reason']})"
+                if c.get("ok") else f"**failed**: {html.escape(c.get('reason', ''))}"))
         elif c.get("what") == "written":
             lines.append(f"- Written {c['dtype']} folder loaded back: max |diff| {c['max_abs_diff']:.3g}, greedy "
                          f"agreement {100 * c['top1_agreement']:.1f}% (required {100 * c['top1_required']:.0f}%)")
@@ -94,6 +100,13 @@ def on_tab(s: S.RunState, picked: Optional[dict]):
     return run_choices.refreshed(S.saves_path(s), picked, s.run_dir)
 
 
+def gguf_info() -> str:
+    """What the GGUF boxes mean here, and how to get the K-quants when llama.cpp is missing."""
+    text = ("llama-architecture models; q4_k_m (Ollama's usual default), q5_k_m and q6_k are made by llama.cpp's "
+            "quantizer, and every file is run in llama.cpp before the export is done")
+    return text if llama_cpp_installed() else text + f". llama.cpp is not installed here: {LLAMA_CPP_INSTALL}"
+
+
 def on_kind(k: str):
     return gr.update(interactive=k == "merged"), gr.update(interactive=k == "merged")
 
@@ -117,8 +130,8 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
         dtype = gr.Radio(["fp16", "bf16", "fp32"], value="fp16", label="Precision",
                          info="fp16 runs everywhere; bf16 keeps range; fp32 is exact", elem_classes=["ws-export-dtype"])
         shard = gr.Textbox(label="Max shard size", value="2GB", info="e.g. 500MB, 2GB", scale=1)
-        ggufs = gr.CheckboxGroup(["f16", "q8_0"], value=[], label="Also GGUF (llama.cpp / Ollama)",
-                                 info="llama-architecture models", elem_classes=["ws-export-gguf"])
+        ggufs = gr.CheckboxGroup(list(typing.get_args(GGUFType)), value=[], label="Also GGUF (llama.cpp / Ollama)",
+                                 info=gguf_info(), elem_classes=["ws-export-gguf"])
     with gr.Row(equal_height=True):
         out = gr.Textbox(label="Output folder", placeholder="empty = <run>/merged (or <run>/adapter-export)", scale=4)
         overwrite = gr.Checkbox(label="Replace an existing export", value=False, scale=1)

@@ -82,6 +82,8 @@ def widget(key: str, value: Any) -> gr.components.Component:
         return gr.Dropdown(choices=model_names.model_list(), value=shown, allow_custom_value=True, **common)
     if key == "method.stage":
         return gr.Dropdown(choices=list(method_config.IMPLEMENTED_STAGES), value=shown, **common)
+    if kind == "checkboxes":  # a list of choices: one box each
+        return gr.CheckboxGroup(choices=list(C.choices(typing.get_args(tp)[0])), value=list(shown), **common)
     opts = C.choices(tp)
     if opts is not None:
         named = meta.get("choice_labels", {})

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import yaml
 
 from engine import config as C
+from engine.config import llamafactory
 from engine.runs.paths import PRESETS_DIR, REPO
 
 # Fields that describe where this app keeps runs rather than the training itself.
@@ -64,13 +65,25 @@ def set_args(cfg: C.RunConfig, base: C.RunConfig) -> list[str]:
     return out
 
 
+def from_file(path: str | Path) -> tuple[C.RunConfig, list[str]]:
+    """A config file's run config: a Whetstone YAML as it is, a LLaMA-Factory one converted (with its warnings and
+    notes as the second value). Raises ConfigError naming every problem (for theirs: the keys not mapped)."""
+    conv = llamafactory.read(path)
+    if conv is None:
+        return C.load(path, check_files=False), []
+    if conv.errors:
+        raise C.ConfigError([f"LLaMA-Factory config: {e}" for e in conv.errors])
+    return C.from_dict(conv.config, check_files=False), ["converted from a LLaMA-Factory config", *conv.warnings,
+                                                          *conv.notes]
+
+
 def cli_command(cfg: C.RunConfig, source: Optional[str]) -> str:
     """The headless command that runs exactly this config."""
     base = C.RunConfig()
     file = None
     if source and Path(source).is_file():
         try:
-            base = C.load(source, check_files=False)
+            base = from_file(source)[0]
             file = _shown_path(Path(source))
         except C.ConfigError:
             base = C.RunConfig()

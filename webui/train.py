@@ -17,8 +17,9 @@ from typing import Any, Optional
 import gradio as gr
 
 from engine import config as C
-from engine.runs import launcher
+from engine.runs import launcher, trackers
 from engine.runs import store as runs
+from engine.runs.paths import REPO
 from engine.runs.metrics import CHARTS
 from engine.runs.processes import worker_alive
 from engine.runs import queue as run_queue
@@ -60,12 +61,13 @@ class TrainPanel:
     form: Optional[ConfigForm] = None
     queue: Optional[queue_panel.QueuePanel] = None
     comparison: Optional[compare_panel.ComparePanel] = None
+    trackers: Optional[gr.Markdown] = None  # how to open what the watched run's trackers wrote
 
     @property
     def shown(self) -> list[Any]:
         """Everything the panel shows about the watched run."""
         return [self.message, self.progress, self.failure, self.report, *self.plots.values(), self.samples, self.log,
-                self.runs, self.run_picker, self.compare]
+                self.runs, self.run_picker, self.compare, self.trackers]
 
     @property
     def everything(self) -> list[Any]:
@@ -100,6 +102,7 @@ def build(state: gr.State) -> TrainPanel:
                            column_widths=["6%", "26%", "44%", "8%", "16%"],
                            label="Sample completions (latest logged step) and their rewards",
                            elem_classes=["ws-samples"])
+    tracked = gr.Markdown(elem_classes=["ws-trackers"])
     with gr.Accordion("Worker log (last lines)", open=False):
         log = gr.Textbox(show_label=False, lines=12, max_lines=12, autoscroll=True, interactive=False,
                          elem_classes=["ws-log"])
@@ -125,7 +128,7 @@ def build(state: gr.State) -> TrainPanel:
                       report=report, schedule=steps, plots=plots, samples=samples, log=log, runs=table,
                       run_picker=run_picker, compare=compare, refresh=refresh,
                       preset_name=preset_name, save_preset=save_preset, timer=timer, state=state, queue=waiting,
-                      comparison=comparison)
+                      comparison=comparison, trackers=tracked)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,10 +200,25 @@ def attach(watch: Watch, run_dir: Optional[Path]) -> Watch:
                                overlays={k: v for k, v in watch.overlays.items() if k != follower.name})
 
 
+def trackers_markdown(run_dir: Optional[Path]) -> str:
+    """How to open what the run's experiment trackers wrote (train.report_to), one command each."""
+    if run_dir is None:
+        return ""
+    try:
+        names = C.load(Path(run_dir) / "config.yaml", check_files=False).train.report_to
+    except C.ConfigError:
+        return ""
+    shown = Path(run_dir).resolve()
+    shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
+    lines = [f"- **{trackers.BY_NAME[n].label}**: `{trackers.open_command(shown, n)}`" for n in names]
+    return ("**Experiment trackers** (from the repository folder):\n" + "\n".join(lines)) if lines else ""
+
+
 def panel_updates(p: TrainPanel, st: S.RunState, watch: Watch) -> dict:
     log = watch.current.log_tail(force=True) if watch.current else ""
     return {**chart_updates(p, watch), **status_updates(p, watch), **runs_updates(p, st, watch),
-            **report_updates(p, watch), p.log: log or ""}
+            **report_updates(p, watch), p.log: log or "",
+            p.trackers: trackers_markdown(watch.current.run_dir if watch.current else None)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def weight_bytes(path: str) -> int:
 def gpu_check(source, training_run: str) -> str:
     """'' when loading is fine; a refusal (raised) when a training run holds a GPU that cannot fit us."""
     import torch
-    if not torch.cuda.is_available() or not training_run:
+    if not torch.cuda.is_available() or not training_run or source.kind == "gguf":  # llama.cpp runs on the CPU
         return ""
     from engine.modeling import load as models
     if source.kind == "run":
@@ -105,6 +105,15 @@ class Worker:
             warning = (f"Training run {cmd['training_run']!r} is going on this machine: chat shares its CPU "
                        "cores and memory, so replies are slower and both use RAM; unload when done.")
         t0 = time.time()
+        if src.kind == "gguf":  # llama.cpp on the CPU; side by side: the merged folder it was exported into
+            from engine.chat import gguf
+            self.loaded = gguf.load(src)
+            merged = self.loaded.merged_dir
+            emit(event="ready", label=src.label(), has_adapter=False, can_compare=merged is not None,
+                 compare_label=f"Merged folder (transformers): {merged}" if merged else "", device="cpu (llama.cpp)",
+                 load_s=round(time.time() - t0, 2), rss_gib=rss_gib(), warning=warning,
+                 chat_template_from_file=bool(self.loaded.chat_template))
+            return
         self.loaded = load_source(src)
         emit(event="ready", label=src.label(), has_adapter=self.loaded.has_adapter,
              can_compare=src.kind == "run", device=str(self.loaded.model.device),
@@ -121,6 +130,8 @@ class Worker:
         if bad:
             raise ValueError("; ".join(bad))
         variant = cmd.get("variant", "tuned")
+        if self.loaded.source.kind == "gguf":
+            return self.generate_gguf(cmd, params, variant)
         if variant == "base" and self.loaded.source.kind != "run":
             raise ValueError("side by side needs a run's adapter or model loaded (the base is already what answers)")
         self.cancel.clear()
@@ -133,6 +144,31 @@ class Worker:
         secs = time.time() - t0
         emit(event="done", id=rid, variant=variant, text=text.strip(), seconds=round(secs, 3),
              new_tokens=result.get("new_tokens", 0), token_ids=result.get("token_ids", []), stopped_by=result.get("stopped_by", ""),
+             tokens_per_s=round(result.get("new_tokens", 0) / max(secs, 1e-6), 2), rss_gib=rss_gib())
+
+    def generate_gguf(self, cmd: dict, params, variant: str) -> None:
+        """The GGUF file answers in llama.cpp; variant 'base' is the merged folder beside it, in transformers."""
+        from engine.chat import gguf
+        from engine.chat.generate import load_source, stream as hf_stream
+        from engine.config.chat import ChatSource
+        rid, loaded = cmd.get("id", ""), self.loaded
+        if variant == "base" and loaded.merged_dir is None:
+            raise ValueError("side by side needs the merged folder this GGUF file was exported into (<export>/gguf/)")
+        if variant == "base" and loaded.merged is None:
+            loaded.merged = load_source(ChatSource("merged", model=str(loaded.merged_dir)))
+        self.cancel.clear()
+        text, result, t0 = "", {}, time.time()
+        pieces = (gguf.stream(loaded.llm, cmd.get("messages") or [], params, cancel=self.cancel, result=result)
+                  if variant == "tuned" else
+                  hf_stream(loaded.merged.model, loaded.merged.tok, cmd.get("messages") or [], params,
+                            loaded.merged.stop_ids, cancel=self.cancel, result=result))
+        for piece in pieces:
+            text += piece
+            emit(event="token", id=rid, text=piece)
+        secs = time.time() - t0
+        emit(event="done", id=rid, variant=variant, text=text.strip(), seconds=round(secs, 3),
+             new_tokens=result.get("new_tokens", 0), stopped_by=result.get("stopped_by", ""),
+             finish_reason=result.get("finish_reason", ""),
              tokens_per_s=round(result.get("new_tokens", 0) / max(secs, 1e-6), 2), rss_gib=rss_gib())
 
     def serve(self) -> int:

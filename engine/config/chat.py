@@ -7,6 +7,8 @@ A source is one of:
 - run:    a training run's final adapter / model, or one of its checkpoints (``run_dir`` +
           ``checkpoint``, empty = final); the base model is the one the run trained
 - merged: a merged export folder (``model``), loaded with plain transformers
+- gguf:   a GGUF file (``model``), answered by llama.cpp (llama-cpp-python) on the CPU, with the chat template
+          and end-of-turn token its metadata carries; side by side, the merged folder it was exported into
 """
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ from typing import Literal, Optional
 from engine.config.schema import build_typed
 from engine.runs.paths import unusable_path
 
-SourceKind = Literal["base", "run", "merged"]
+SourceKind = Literal["base", "run", "merged", "gguf"]
 
 
 @dataclass(frozen=True)
 class ChatSource:
     kind: SourceKind = "base"
     model: str = "smollm2-135m-instruct"
-    """Base model name / folder / hub id (kind=base), or the merged export folder (kind=merged)."""
+    """Base model name / folder / hub id (kind=base), the merged export folder (kind=merged), or the .gguf file
+    (kind=gguf)."""
     run_dir: str = ""
     """The run folder (kind=run)."""
     checkpoint: str = ""
@@ -55,6 +58,13 @@ class ChatSource:
                 what = f"checkpoint {self.checkpoint!r}" if self.checkpoint else "a final adapter or model"
                 return f"run {d.name} has no {what} yet; finish (or checkpoint) the run first"
             return weights_problem(d, self.checkpoint)  # a truncated file, named, and what to use instead
+        if self.kind == "gguf":
+            from engine.config.export import LLAMA_CPP_INSTALL, llama_cpp_installed
+            if not (self.model.endswith(".gguf") and Path(self.model).is_file()):
+                return f"{self.model!r} is not a GGUF file (e.g. saves/<run>/merged/gguf/<run>-q4_k_m.gguf)"
+            if not llama_cpp_installed():
+                return f"GGUF files are answered by llama.cpp, which is not installed: {LLAMA_CPP_INSTALL}"
+            return None
         if self.kind == "merged":
             if not (Path(self.model) / "config.json").is_file():
                 return f"{self.model!r} is not a merged model folder (no config.json)"

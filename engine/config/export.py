@@ -20,7 +20,20 @@ from engine.runs.paths import unusable_path
 
 ExportKind = Literal["merged", "adapter"]
 ExportDType = Literal["fp16", "bf16", "fp32"]
-GGUFType = Literal["f16", "q8_0"]
+GGUFType = Literal["f16", "q8_0", "q4_k_m", "q5_k_m", "q6_k"]
+# Made by llama.cpp's own quantizer (llama-cpp-python) from the f16 file; f16 and q8_0 need nothing compiled.
+LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
+LLAMA_CPP_INSTALL = ('pip install llama-cpp-python (it builds llama.cpp, several minutes; on processors with AMX '
+                     'see the README for the build flags)')
+
+
+def llama_cpp_installed() -> bool:
+    """Whether llama-cpp-python can be imported here (asked without importing it)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        return False
 
 SHARD_RE = re.compile(r"^\s*(\d+(\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)\s*$", re.I)
 EVENTS_SUFFIX = ".events.jsonl"
@@ -41,7 +54,9 @@ class ExportConfig:
     max_shard_size: str = "2GB"
     """Largest safetensors file; bigger models are split into numbered shards with an index."""
     gguf: list[GGUFType] = field(default_factory=list)
-    """Also write GGUF files (llama-architecture models): f16 and/or q8_0."""
+    """Also write GGUF files (llama-architecture models): f16, q8_0, and the 4-6-bit K-quants q4_k_m (Ollama's usual
+    default), q5_k_m, q6_k made by llama.cpp's quantizer (needs llama-cpp-python). Each is loaded in llama.cpp and
+    asked a question before the export is called done, when llama-cpp-python is installed."""
     verify_prompts: int = 3
     """Prompts on which the merged logits are compared with base + adapter before success."""
     overwrite: bool = False
@@ -77,6 +92,10 @@ class ExportConfig:
             p.append(f"kind: {why}")
         if self.gguf and self.kind != "merged":
             p.append("gguf: GGUF files are written from a merged model; set kind to merged")
+        wanted = [q for q in self.gguf if q in LLAMA_CPP_TYPES]
+        if wanted and not llama_cpp_installed():
+            p.append(f"gguf: {', '.join(wanted)} are made by llama.cpp's quantizer, which is not installed: "
+                     f"{LLAMA_CPP_INSTALL}; or pick f16 / q8_0")
         if not 1 <= self.verify_prompts <= 20:
             p.append(f"verify_prompts: {self.verify_prompts!r} must be a whole number from 1 to 20")
         if self.run_dir and not any(bad.values()) and not self.overwrite and self.output_path().exists():

@@ -23,6 +23,7 @@ from engine.config.method import MethodConfig, method_problems
 from engine.config.report import ReportConfig, RetainConfig  # noqa: F401
 from engine.config.rl import rl_problems
 from engine.config.schema import F, N, build_section, show, type_name
+from engine.runs import trackers
 from engine.runs.atomic import write_text
 
 SCHEMA_VERSION = 1
@@ -129,6 +130,8 @@ class TrainConfig:
                              "CPU they run unpaged); adafactor: factored states, least memory; sgd: no states.")
     warmup_ratio: float = F(0.0, "Share of steps spent warming the learning rate up from 0.", min=0.0, max=0.5,
                             widget="slider", step=0.01)
+    warmup_steps: int = F(0, "Warm-up as a number of optimizer steps; when above 0 it is used instead of "
+                             "warmup_ratio.", min=0)
     max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
     weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
     seed: int = F(42, "Random seed for data order and initialisation.", min=0)
@@ -149,6 +152,11 @@ class TrainConfig:
                             "On a CUDA GPU with the liger-kernel package installed: Liger's fused Triton kernels "
                             "(RMSNorm, RoPE, SwiGLU, and the output head fused into the loss, so the logits never "
                             "exist whole). Same loss within bf16 rounding; no effect elsewhere.")
+    report_to: list[trackers.TrackerName] = F(
+        [], "Experiment trackers to log to, through the Trainer's own integrations, each writing inside the run "
+            "folder: tensorboard (saves/<run>/tensorboard), mlflow (a file store in saves/<run>/mlflow), wandb "
+            "(offline in saves/<run>/wandb unless you are logged in), trackio (saves/<run>/trackio). Each needs "
+            "its package installed.", label="Experiment trackers", widget="checkboxes")
 
 
 @dataclass
@@ -299,6 +307,7 @@ def semantic_problems(cfg: RunConfig, check_files: bool = True, root: Path | Non
     p += rl_problems(cfg, check_files, world_size(cfg))
     p += distributed_problems(cfg)
     if check_files:
+        p += trackers.problems(cfg.train.report_to)  # this machine's packages, like the files below
         from engine.data import names  # resolves bundled names and checks local paths
         for key in ("datasets", "eval_datasets"):
             for i, d in enumerate(getattr(cfg.data, key)):

@@ -13,7 +13,8 @@ from typing import Any, Literal, Optional, Union
 
 def F(default: Any, help: str, **kw: Any) -> Any:
     """A config field: its default and its one help text (shown in the UI and in `--help`). Keywords: min,
-    max, min_exclusive (checked), and how the UI shows it: label, widget ('slider' | 'radio' | 'names'),
+    max, min_exclusive (checked), and how the UI shows it: label, widget ('slider' | 'radio' | 'names' |
+    'checkboxes'),
     step."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})

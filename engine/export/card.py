@@ -65,6 +65,10 @@ def render(run_dir: Path, cfg: dict, kind: str, dtype: str, checkpoint: str, che
                   f"loaded back: max |difference| {check.get('written_max_abs_diff'):.3g}, greedy next token "
                   f"agreement {100 * check.get('written_top1_agreement', 0):.1f}% "
                   f"(required {100 * check.get('written_top1_required', 0):.0f}%). No weight is NaN or infinite."]
+        for name, c in (check.get("llama_cpp") or {}).items():  # each GGUF file, run in llama.cpp
+            lines.append(f"- `{name}` in llama.cpp: " + (
+                f"\"Who are you?\" -> {c['answer'][:100]!r} (finish: {c['finish_reason']})" if c.get("ok")
+                else f"FAILED: {c.get('reason')}"))
     if kind == "adapter" and (own or ft in PROMPT_LEARNING):
         lines += ["", "## Use", "", _whetstone_use(ft, m.get("name_or_path"), usage_path)]
     else:

@@ -1,5 +1,7 @@
-"""GGUF export (f16, q8_0) of a merged llama-architecture model folder, written with the `gguf`
-package: nothing to compile. Heavy (torch, numpy, gguf, transformers tokenizer).
+"""GGUF export of a merged llama-architecture model folder: f16 and q8_0 written with the `gguf` package
+(nothing to compile), the K-quants (q4_k_m, q5_k_m, q6_k) made from the f16 file by llama.cpp's own
+quantizer, and every file checked by loading it in llama.cpp (llama-cpp-python) in a process of its own.
+Heavy (torch, numpy, gguf, transformers tokenizer, llama_cpp).
 
 What it writes, the way llama.cpp's convert_hf_to_gguf.py does for LlamaForCausalLM:
 - hyperparameters under `llama.*`; tensors renamed with gguf's TensorNameMap;
@@ -158,3 +160,50 @@ def write_gguf(folder: Path, out_file: Path, qtype: str, stop_ids: list[int],
     w.close()
     progress(1.0)
     return out_file
+
+
+# llama.cpp's quantizer (llama-cpp-python) makes the K-quants from the f16 file, as its llama-quantize does.
+LLAMA_FTYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+                "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+CHECK_QUESTION = "Who are you?"
+CHECK_TIMEOUT_S = 300
+
+
+def quantize(f16_file: Path, out_file: Path, qtype: str) -> Path:
+    """``out_file`` in ``qtype`` (q4_k_m, q5_k_m, q6_k), made by llama.cpp's own quantizer from an f16 GGUF."""
+    import os
+
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, LLAMA_FTYPES[qtype])
+    params.nthread = max(1, os.cpu_count() or 1)
+    rc = llama_cpp.llama_model_quantize(str(f16_file).encode(), str(out_file).encode(), params)
+    if rc != 0 or not out_file.is_file():
+        raise GGUFExportError(f"llama.cpp's quantizer could not make {qtype} from {f16_file.name} (code {rc})")
+    return out_file
+
+
+def check_in_llama_cpp(path: Path, question: str = CHECK_QUESTION) -> dict:
+    """Load the file in llama.cpp in a process of its own and ask one question greedily: {ok, answer,
+    finish_reason, tokens_per_s, chat_template_from_file} or {ok: False, reason} (a crash, in words)."""
+    import signal
+    import subprocess
+
+    from engine.runs.processes import python_module
+    from engine.runs.paths import REPO
+    try:
+        out = subprocess.run(python_module("engine.chat.gguf", str(path), question), cwd=str(REPO),
+                             capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "reason": f"llama.cpp did not answer within {CHECK_TIMEOUT_S} s"}
+    if out.returncode != 0:
+        how = (f"crashed ({signal.Signals(-out.returncode).name})" if out.returncode < 0
+               else f"failed (exit code {out.returncode}): {out.stderr.strip()[-300:]}")
+        return {"ok": False, "reason": f"llama.cpp {how} running this file; if it crashed at the first token, this "
+                                       "machine's llama-cpp-python build is the likely cause (see the README: GGUF "
+                                       "on processors with AMX)"}
+    lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    head, reply = lines[0], lines[-1]
+    return {"ok": bool(reply["text"]), "answer": reply["text"], "finish_reason": reply["finish_reason"],
+            "tokens": reply["tokens"], "tokens_per_s": reply["tokens_per_s"],
+            "chat_template_from_file": head["chat_template_from_file"]}

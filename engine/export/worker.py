@@ -147,19 +147,44 @@ def export_merged(cfg: ExportConfig, tmp: Path, ev: EventWriter) -> dict:
                                 f"{diff:.3g}, greedy agreement {100 * agree:.1f}%); export as fp32 or bf16")
     del back
 
-    gguf_files = []
-    for i, q in enumerate(cfg.gguf):
-        # in a sub-folder of its own: a GGUF file is self-contained, and a reader given
-        # (folder, gguf_file=...) must not mix in the HF tokenizer files beside it
-        from engine.export.gguf import write_gguf
-        name = f"gguf/{Path(cfg.run_dir).name}-{q}.gguf"
-        ev.status("gguf", progress=0.7 + 0.2 * i / len(cfg.gguf), qtype=q)
-        (tmp / "gguf").mkdir(exist_ok=True)
-        write_gguf(tmp, tmp / name, q, stops, name=Path(cfg.run_dir).name)
-        gguf_files.append(name)
-    check["gguf"] = gguf_files
+    check["gguf"], check["llama_cpp"] = write_ggufs(cfg, tmp, stops, ev) if cfg.gguf else ([], {})
     check["stop_strings"] = stop_strings(tok)
     return {"check": check, "tok": tok, "cfg": loaded.cfg}
+
+
+def write_ggufs(cfg: ExportConfig, tmp: Path, stops: list[int], ev: EventWriter) -> tuple[list[str], dict]:
+    """The GGUF files asked for, in gguf/ (a GGUF file is self-contained, and a reader given (folder,
+    gguf_file=...) must not mix in the HF tokenizer files beside it): f16 / q8_0 written here, the K-quants made
+    by llama.cpp's quantizer from the f16 file; then each is loaded in llama.cpp and asked a question.
+    Returns (the files, each one's llama.cpp check)."""
+    from engine.config.export import LLAMA_CPP_TYPES, llama_cpp_installed
+    from engine.export.gguf import check_in_llama_cpp, quantize, write_gguf
+    run = Path(cfg.run_dir).name
+    (tmp / "gguf").mkdir(exist_ok=True)
+    path = lambda q: tmp / "gguf" / f"{run}-{q}.gguf"  # noqa: E731
+    f16 = path("f16") if "f16" in cfg.gguf else tmp / "gguf" / f".{run}-f16.tmp"
+    todo = sorted(set(cfg.gguf), key=["f16", "q8_0", *LLAMA_CPP_TYPES].index)
+    if any(q in LLAMA_CPP_TYPES for q in todo) and "f16" not in todo:
+        todo.insert(0, "f16-source")
+    for i, q in enumerate(todo):
+        ev.status("gguf", progress=0.66 + 0.16 * i / len(todo), qtype=q.removesuffix("-source"))
+        if q in LLAMA_CPP_TYPES:
+            quantize(f16, path(q), q)
+        else:
+            write_gguf(tmp, f16 if q.startswith("f16") else path(q), q.removesuffix("-source"), stops, name=run)
+    if "f16" not in cfg.gguf:
+        f16.unlink(missing_ok=True)  # only the source of the K-quants
+    files, checks = [f"gguf/{path(q).name}" for q in dict.fromkeys(cfg.gguf)], {}
+    if not llama_cpp_installed():
+        ev.write("warning", 0, message="the GGUF files were not run in llama.cpp: llama-cpp-python is not installed")
+        return files, checks
+    for i, name in enumerate(files):
+        ev.status("gguf", progress=0.82 + 0.1 * i / len(files), what=f"running {name} in llama.cpp")
+        res = checks[name] = check_in_llama_cpp(tmp / name)
+        ev.write("check", 0, what="llama.cpp", file=name, size_bytes=(tmp / name).stat().st_size, **res)
+        if not res["ok"]:
+            ev.write("warning", 0, message=f"{name}: {res.get('reason') or 'llama.cpp answered nothing'}")
+    return files, checks
 
 
 def export_adapter(cfg: ExportConfig, tmp: Path, ev: EventWriter) -> dict:

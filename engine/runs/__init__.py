@@ -7,5 +7,6 @@ spawn helper, worker files, liveness), launcher (start / stop / resume training 
 waiting their turn) and queue_runner (the process that starts them), placement (which queued runs start
 on which GPUs), sweep (one queued run per grid combination), compare (runs side by side, the best
 marked), the clients of the chat, export and evaluation workers, torchrun (multi-process and SLURM
-command lines) and failures (exceptions in plain words).
+command lines), failures (exceptions in plain words) and trackers (the experiment trackers a run
+reports to).
 """

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine import config as C
 from engine.modeling import load as models
+from engine.runs import trackers
 from engine.train import collate as batching
 from engine.train import ranks as distributed
 from engine.train.optimizers import hf_optim
@@ -28,7 +29,8 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         num_train_epochs=schedule.epochs if schedule and schedule.epochs else (t.epochs or 3.0),
         max_steps=(schedule.total_steps if schedule and schedule.total_steps else t.max_steps) or -1,
         lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        # transformers 5: a float < 1 is a ratio of the total steps, a whole number >= 1 a count of steps
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
         max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 1e9,
         weight_decay=t.weight_decay,
         seed=t.seed,
@@ -47,7 +49,10 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         bf16=(cuda and dtype == torch.bfloat16) or (not cuda and models.cpu_bf16_autocast(cfg)),
         fp16=cuda and dtype == torch.float16,
         use_cpu=not cuda,
-        report_to=[],
+        # The Trainer's own tracker integrations; engine.runs.trackers.environment points each into the run folder
+        report_to=list(t.report_to) or "none",
+        run_name=run_dir.name,
+        project=trackers.PROJECT,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         # Packed batches have no padding at all; padded ones are counted through their attention mask.

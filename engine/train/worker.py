@@ -131,6 +131,9 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
 
     set_seed(cfg.train.seed)
     point = resume_from_whole_checkpoint(run_dir, events)  # before any loading: a run that cannot resume says so
+    if cfg.train.report_to and distributed.is_main():  # the trackers write inside the run folder
+        from engine.runs import trackers
+        os.environ.update(trackers.environment(run_dir, cfg.train.report_to))
     distributed.prepare_rank()
     if distributed.is_main() and (note := distributed.mismatch_note(cfg)):
         print(note, file=sys.stderr, flush=True)
