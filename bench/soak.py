@@ -69,7 +69,19 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_app(saves: Path, models: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_app(saves: Path, models: Path, log: Path, tries: int = 3) -> tuple[subprocess.Popen, str]:
+    """The app, started as a user does (python app.py). On a loaded machine Gradio's own check that it can
+    reach localhost sometimes times out and it exits ("When localhost is not accessible..."): tried again."""
+    for attempt in range(tries):
+        try:
+            return _start_app(saves, models, log)
+        except RuntimeError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_app(saves: Path, models: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, **ENV, WHETSTONE_SAVES=str(saves), WHETSTONE_MODELS_DIR=str(models))
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
