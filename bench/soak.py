@@ -176,6 +176,9 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
                 seen_steps.append(int(step or 0))
                 during_run += going
                 rss.append(rss_mib(app.pid))
+                if len(rss) % 25 == 0:  # a long soak shows where it is (and what it measured so far)
+                    print(f"reload {len(rss)}: app RSS {rss[-1]:.1f} MiB, page at step {step} ({status})",
+                          file=sys.stderr, flush=True)
             # The run ends while this page is open: its live ticks must show the end, without a reload.
             deadline = time.time() + 3600
             while time.time() < deadline and status not in ("finished", "failed", "stopped"):
