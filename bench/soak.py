@@ -111,9 +111,10 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         from gradio_client import Client
-        client = Client(self.url, verbose=False)
+        client = None
         while not self.halt.is_set():
             try:
+                client = client or Client(self.url, verbose=False)  # its first call may time out on a busy machine
                 client.predict(api_name="/runs_refresh")
                 urllib.request.urlopen(self.url + "gradio_api/info", timeout=10).read()
                 self.calls += 1
