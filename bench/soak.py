@@ -124,6 +124,19 @@ class Poller(threading.Thread):
             self.halt.wait(self.every)
 
 
+def goto(page, url: str, tries: int = 3) -> None:
+    """Load the page; a navigation the browser aborted (net::ERR_ABORTED, seen on a machine at load 30) is
+    tried again, and counted as a reload like any other."""
+    for attempt in range(tries):
+        try:
+            page.goto(url, timeout=120_000)
+            return
+        except Exception as e:  # playwright's Error
+            if "ERR_ABORTED" not in str(e) or attempt == tries - 1:
+                raise
+            print(f"page load aborted ({str(e).splitlines()[0][:120]}); again", file=sys.stderr, flush=True)
+
+
 def slope(values: list[float]) -> float:
     """Least-squares slope of values against their index (MiB per reload for RSS readings)."""
     n = len(values)
@@ -169,7 +182,7 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
             bar = page.locator(".ws-progress[data-status]").first
             for _ in range(reloads):
                 going = launcher.worker_alive(run_dir)
-                page.goto(url)  # a reload: the page must re-attach to the running run by itself
+                goto(page, url)  # a reload: the page must re-attach to the running run by itself
                 page.get_by_role("tab", name="Train").click()
                 bar.wait_for(state="attached", timeout=60_000)
                 page.wait_for_timeout(reload_every * 1000)
