@@ -35,14 +35,24 @@ def gpu_used_mib() -> float | None:
     return float(out.splitlines()[0]) if out.strip() else None
 
 
-def wait_event(reader, pred, timeout: float = 1800) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for e in reader.read_new():
-            if pred(e):
-                return e
-        time.sleep(0.01)
-    raise TimeoutError("no such event")
+class Events:
+    """A run's events in order; wait() returns the next one that matches, keeping those read after it (a busy
+    machine hands over 'checkpoint' and 'stopped' in one read)."""
+
+    def __init__(self, reader):
+        self.reader, self.pending = reader, []
+
+    def wait(self, pred, timeout: float = 1800) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            while self.pending:
+                e = self.pending.pop(0)
+                if pred(e):
+                    return e
+            self.pending.extend(self.reader.read_new())
+            if not self.pending:
+                time.sleep(0.01)
+        raise TimeoutError("no such event")
 
 
 def gone_at(run_dir: Path, pgid: int) -> float:
@@ -68,15 +78,15 @@ def one(preset: str, overrides: list[str], saves: Path, name: str) -> dict:
     cfg = C.load(preset, overrides + [f"output.saves_dir={saves}", f"output.run_name={name}", "train.save_steps=4",
                                       "train.max_steps=1000"])
     run_dir = launcher.start(cfg)
-    reader = EventReader(run_dir / "events.jsonl")
-    wait_event(reader, lambda e: e.get("status") == "checkpoint")  # the first checkpoint is written
-    steps = [wait_event(reader, lambda e: e.get("kind") == "train")["t"] for _ in range(3)]
+    events = Events(EventReader(run_dir / "events.jsonl"))
+    events.wait(lambda e: e.get("status") == "checkpoint")  # the first checkpoint is written
+    steps = [events.wait(lambda e: e.get("kind") == "train")["t"] for _ in range(3)]
     pgid = int(worker_info(run_dir).get("pgid") or worker_info(run_dir)["pid"])
     gpu_before = gpu_used_mib()
     t0 = time.time()
     launcher.stop(run_dir)  # SIGTERM to the group, as the Stop button and the CLI's Ctrl-C do
-    ck = wait_event(reader, lambda e: e.get("status") == "checkpoint")
-    stopped = wait_event(reader, lambda e: e.get("status") == "stopped")
+    ck = events.wait(lambda e: e.get("status") == "checkpoint")
+    stopped = events.wait(lambda e: e.get("status") == "stopped")
     t_gone = gone_at(run_dir, pgid)
     gpu_after = gpu_used_mib()
     return {"step_s": round(statistics.median(b - a for a, b in zip(steps, steps[1:])), 3),
