@@ -16,7 +16,7 @@ import yaml
 from engine import config as C
 from engine.preflight import disk
 from engine.runs import launcher
-from engine.runs.events import read_all
+from engine.runs.events import EventReader, read_all
 from engine.runs.processes import wait_for_exit
 from engine.runs.store import summarize
 from tests.conftest import REPO, write_config
@@ -76,8 +76,9 @@ def test_a_checkpoint_that_fills_the_disk_ends_the_run_in_words_and_resume_finis
         assert s.status == "failed" and s.reason == error
 
         ballast.unlink()  # room again: Resume (the UI's button, the CLI's --resume) finishes the run
+        this_attempt = EventReader(run_dir / "events.jsonl", (run_dir / "events.jsonl").stat().st_size)
         launcher.resume(run_dir)
-        wait_for_event(run_dir, lambda e: e.get("status") in ("finished", "failed"), timeout=300)
+        wait_for_event(run_dir, lambda e: e.get("status") in ("finished", "failed"), timeout=600, reader=this_attempt)
         assert wait_for_exit(run_dir, 60)
         evts = read_all(run_dir / "events.jsonl")
         assert evts[-1]["status"] == "finished" and evts[-1]["step"] == 9, evts[-3:]
