@@ -69,7 +69,19 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_app(saves: Path, models: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_app(saves: Path, models: Path, log: Path, tries: int = 3) -> tuple[subprocess.Popen, str]:
+    """The app, started as a user does (python app.py). On a loaded machine Gradio's own check that it can
+    reach localhost sometimes times out and it exits ("When localhost is not accessible..."): tried again."""
+    for attempt in range(tries):
+        try:
+            return _start_app(saves, models, log)
+        except RuntimeError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_app(saves: Path, models: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, **ENV, WHETSTONE_SAVES=str(saves), WHETSTONE_MODELS_DIR=str(models))
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
@@ -99,9 +111,10 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         from gradio_client import Client
-        client = Client(self.url, verbose=False)
+        client = None
         while not self.halt.is_set():
             try:
+                client = client or Client(self.url, verbose=False)  # its first call may time out on a busy machine
                 client.predict(api_name="/runs_refresh")
                 urllib.request.urlopen(self.url + "gradio_api/info", timeout=10).read()
                 self.calls += 1
@@ -109,6 +122,19 @@ class Poller(threading.Thread):
                 self.errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"[:300]
             self.halt.wait(self.every)
+
+
+def goto(page, url: str, tries: int = 3) -> None:
+    """Load the page; a navigation the browser aborted (net::ERR_ABORTED, seen on a machine at load 30) is
+    tried again, and counted as a reload like any other."""
+    for attempt in range(tries):
+        try:
+            page.goto(url, timeout=120_000)
+            return
+        except Exception as e:  # playwright's Error
+            if "ERR_ABORTED" not in str(e) or attempt == tries - 1:
+                raise
+            print(f"page load aborted ({str(e).splitlines()[0][:120]}); again", file=sys.stderr, flush=True)
 
 
 def slope(values: list[float]) -> float:
@@ -156,7 +182,7 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
             bar = page.locator(".ws-progress[data-status]").first
             for _ in range(reloads):
                 going = launcher.worker_alive(run_dir)
-                page.goto(url)  # a reload: the page must re-attach to the running run by itself
+                goto(page, url)  # a reload: the page must re-attach to the running run by itself
                 page.get_by_role("tab", name="Train").click()
                 bar.wait_for(state="attached", timeout=60_000)
                 page.wait_for_timeout(reload_every * 1000)
@@ -164,6 +190,9 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
                 seen_steps.append(int(step or 0))
                 during_run += going
                 rss.append(rss_mib(app.pid))
+                if len(rss) % 25 == 0:  # a long soak shows where it is (and what it measured so far)
+                    print(f"reload {len(rss)}: app RSS {rss[-1]:.1f} MiB, page at step {step} ({status})",
+                          file=sys.stderr, flush=True)
             # The run ends while this page is open: its live ticks must show the end, without a reload.
             deadline = time.time() + 3600
             while time.time() < deadline and status not in ("finished", "failed", "stopped"):

@@ -76,10 +76,9 @@ def test_a_checkpoint_that_fills_the_disk_ends_the_run_in_words_and_resume_finis
         assert s.status == "failed" and s.reason == error
 
         ballast.unlink()  # room again: Resume (the UI's button, the CLI's --resume) finishes the run
-        after = EventReader(run_dir / "events.jsonl")
-        after.read_new()  # the first attempt's 'failed' is not the resumed run's end
+        this_attempt = EventReader(run_dir / "events.jsonl", (run_dir / "events.jsonl").stat().st_size)
         launcher.resume(run_dir)
-        wait_for_event(run_dir, lambda e: e.get("status") in ("finished", "failed"), timeout=300, reader=after)
+        wait_for_event(run_dir, lambda e: e.get("status") in ("finished", "failed"), timeout=600, reader=this_attempt)
         assert wait_for_exit(run_dir, 60)
         evts = read_all(run_dir / "events.jsonl")
         assert evts[-1]["status"] == "finished" and evts[-1]["step"] == 9, evts[-3:]

@@ -108,3 +108,33 @@ def test_a_resumed_worker_that_has_not_written_yet_is_going(tmp_path, tiny_model
     assert not summarize(run_dir).going
     info = json.loads((run_dir / "worker.json").read_text())
     assert info["pid"] == worker.pid
+
+
+def test_stop_ends_the_worker_and_its_whole_process_group_promptly(tmp_path, tiny_model_dir):
+    """Stop (the button, Ctrl-C): the step in progress ends, a checkpoint is written, the worker says 'stopped'
+    and exits, and no process of its group is left holding memory. The bounds are loose (the machine may be
+    busy); bench/stop_exit.py measures the times themselves."""
+    import os
+    from engine.runs.events import EventReader
+    from engine.runs.processes import worker_info
+    from tests.test_faults import wait_for_event
+    cfg = C.replace(C.replace(_config(tmp_path / "saves", tiny_model_dir, "stopped"), "train.max_steps", 2000),
+                    "train.save_steps", 3)
+    run_dir = launcher.start(cfg)
+    reader = EventReader(run_dir / "events.jsonl")
+    try:
+        wait_for_event(run_dir, lambda e: e.get("status") == "checkpoint", reader=reader)
+        wait_for_event(run_dir, lambda e: e.get("kind") == "train", reader=reader)
+        pgid = int(worker_info(run_dir)["pgid"])
+        t0 = time.time()
+        assert launcher.stop(run_dir, wait=True)
+        gone_at = time.time()
+    finally:
+        launcher.stop(run_dir, grace_s=0, wait=True)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)  # nothing of the worker's group is left
+    evts = read_all(run_dir / "events.jsonl")
+    last = evts[-1]
+    assert last["status"] == "stopped" and (run_dir / "checkpoints" / last["checkpoint"]).is_dir(), evts[-3:]
+    assert gone_at - t0 < 60, f"Stop took {gone_at - t0:.1f} s to end the worker"
+    assert gone_at - last["t"] < 15, f"the worker lived {gone_at - last['t']:.1f} s after its last event"

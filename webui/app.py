@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import html
+import inspect
 import ipaddress
 import os
+import sys
 from functools import partial
 from typing import Optional
 
@@ -174,8 +176,21 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: Optional[tuple[str, 
     keep_running(saves_dir(saves or default_saves()))  # queued runs go on (a runner restarted should one die)
     demo = build_demo(saves)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, theme=gr.themes.Soft(),
-                show_error=True, footer_links=[], **kwargs)
+    args = dict(server_name=host, server_port=port, auth=auth, css=CSS, theme=gr.themes.Soft(), show_error=True,
+                footer_links=[], **kwargs)
+    try:
+        demo.launch(**args)
+    except ValueError as e:
+        # Gradio asks its own freshly started server for the page once, with 3 s to answer, and exits when it
+        # does not ("When localhost is not accessible..."): on a busy machine the answer takes longer. The
+        # server itself is fine: start it again without that check (Gradio's `_frontend` flag skips only it).
+        if "localhost is not accessible" not in str(e) \
+                or "_frontend" not in inspect.signature(demo.launch).parameters:
+            raise
+        print("The page took over 3 s to answer its first request (a busy machine?); starting again without "
+              "Gradio's localhost check.", file=sys.stderr, flush=True)
+        demo.close()
+        demo.launch(**args, _frontend=False)
 
 
 if __name__ == "__main__":
