@@ -10,7 +10,7 @@ LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.batch_s
         "train.weight_decay"]
 RIGHT = ["train.max_grad_norm", "train.seed", "train.logging_steps", "train.save_steps", "train.eval_steps",
          "train.save_total_limit", "train.gradient_checkpointing", "train.packing", "train.trained_logits_only",
-         "train.report_to"]
+         "train.liger_kernels", "train.report_to"]
 # Several GPUs or machines (torchrun); folded away: most runs use one process.
 DIST = ["distributed.nproc_per_node", "distributed.strategy", "distributed.cpu_offload", "distributed.backend",
         "distributed.nnodes", "distributed.master_addr", "distributed.master_port", "distributed.node_rank"]
