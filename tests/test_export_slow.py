@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 HELD_OUT = [r["instruction"] for r in json.loads((REPO / "data" / "identity_eval.json").read_text())[:4]]
 
 
+@pytest.mark.timeout(1800)  # run first, it also makes the shared fp16 export with its three GGUF files checked in llama.cpp
 def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path):
     from transformers import AutoTokenizer
     run = quickstart_run(tmp_path / "saves")
