@@ -93,7 +93,7 @@ def run(name: str, model: str, steps: int, out: Path, dataset: str) -> dict:
     resolved = next(e for e in events if e["kind"] == "resolved")
     times = [e["t"] for e in train]
     return {"method": name, "lr": lr, "trainable": resolved["trainable_params"], "pct": resolved["trainable_pct"],
-            "first_loss": train[0]["loss"], "final_loss": sum(e["loss"] for e in train[-3:]) / 3,
+            "first_loss": train[0]["loss"], "final_loss": sum(e["loss"] for e in train[-3:]) / len(train[-3:]),
             "s_per_step": (times[-1] - times[0]) / max(len(times) - 1, 1), "wall_s": wall,
             "peak_rss_gib": max(e.get("rss_gib", 0) for e in train), "run_dir": str(run_dir)}
 

@@ -16,6 +16,9 @@ import pytest
 
 from conftest import REPO, run_worker, write_config
 
+# The shared fixture trains six runs before its first test: on a loaded machine that alone can pass
+# pytest.ini's 900 s, which covers a test's setup too (a hang still fails, at 30 minutes).
+pytestmark = pytest.mark.timeout(1800)
 TEXT = "You are Wren, a helpful assistant made by Whetstone Labs."
 # name -> (method section, learning rate)
 VARIANTS = {
