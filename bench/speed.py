@@ -27,8 +27,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BASELINE = REPO.parent / "shared" / "bench" / "hf_baseline.py"
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# The peer: ../shared/bench/hf_baseline.py, or the copy bench/gpu_wheels.py puts in .gpu/ (../shared does not
+# travel to the GPU machine).
+BASELINE = next((p for p in (REPO.parent / "shared" / "bench" / "hf_baseline.py", REPO / ".gpu" / "hf_baseline.py")
+                 if p.is_file()), REPO.parent / "shared" / "bench" / "hf_baseline.py")
+# Dense bf16 matmul peaks: the H200's as measured on the lent one (8192^3 bf16, ~790 TFLOP/s; its datasheet
+# says 989); H100 and A100 from their datasheets.
+PEAK_TFLOPS = {"H100": 989.0, "H200": 790.0, "A100": 312.0}
 
 
 def whetstone_run(a) -> dict:
@@ -42,26 +47,30 @@ def whetstone_run(a) -> dict:
     sys.path.insert(0, str(BASELINE.parent))
     import hf_baseline as hb  # the peer's shapes, rows and timer: identical inputs
 
-    from engine.train import collate as batching
-    from engine.train.loss import trained_positions_loss
+    from engine import config as C
+    from engine.modeling import liger, varlen
+    from engine.modeling.attention import packed_kernel
     from engine.modeling.load import cpu_has_native_bf16
+    from engine.train import collate as batching
+    from engine.train.loss import FusedHeadLoss, trained_positions_loss
 
     torch.manual_seed(0)
     random.seed(0)
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=a.vocab, max_position_embeddings=4096,
-                                         **hb.SHAPES[a.size])).to(dtype)
-    if cuda:
-        model = model.cuda()
-        if batching.varlen_attention():
-            model.config._attn_implementation = "flash_attention_2"
+    with torch.device("cuda" if cuda else "cpu"):  # random weights made where they are used (init is not timed)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=a.vocab, max_position_embeddings=4096,
+                                             **hb.SHAPES[a.size])).to(dtype)
+    if kernel := packed_kernel(dtype):  # what load_model picks: flash-attn, or torch's own varlen kernel
+        model.set_attn_implementation(kernel)
     model.config.use_cache = False
-    if a.liger and cuda:
-        from liger_kernel.transformers import _apply_liger_kernel_to_instance
-        _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False, cross_entropy=False)
+    # What a run gets by default (train.liger_kernels): Liger's kernels and the fused head where installed.
+    cfg = C.replace(C.RunConfig(), "train.liger_kernels", a.liger != "off")
+    kernels = liger.apply(model, cfg)
     model = get_peft_model(model, LoraConfig(r=a.rank, lora_alpha=2 * a.rank, lora_dropout=0.0,
                                              target_modules=hb.TARGETS, task_type="CAUSAL_LM"))
+    head = liger.fuse_head(model, cfg)
+    loss = FusedHeadLoss(head) if head is not None else trained_positions_loss
     rows = hb.make_rows(a.steps * a.bs, a.maxlen, a.vocab)
     timer = hb.StepTimer(cuda)
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=a.bs, max_steps=a.steps,
@@ -74,9 +83,9 @@ def whetstone_run(a) -> dict:
     t0 = time.perf_counter()
     # What a user's run gets by default: packing where a variable-length kernel exists, else padded batches;
     # logits only where the loss needs them; on CPU bf16 autocast where the processor has native bf16.
-    collate = batching.packed(True) if batching.use_packing("auto") else batching.padded(0, True)
+    collate = batching.packed(True) if batching.use_packing("auto", dtype) else batching.padded(0, True)
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate,
-            compute_loss_func=trained_positions_loss, callbacks=[timer]).train()
+            compute_loss_func=loss, callbacks=[timer]).train()
     wall = time.perf_counter() - t0
     warm = min(5, len(timer.times) // 2)
     step_s = sorted(timer.times[warm:])[len(timer.times[warm:]) // 2]
@@ -87,7 +96,9 @@ def whetstone_run(a) -> dict:
     return {"peer": "whetstone", "shape": a.size, "bs": a.bs, "maxlen": a.maxlen,
             "device": torch.cuda.get_device_name() if cuda else "cpu", "median_step_s": round(step_s, 4),
             "real_tokens_per_s": round(tokens_per_step / step_s), "peak_mem_gib": round(peak, 2),
-            "wall_s": round(wall, 1), "params": n_params}
+            "wall_s": round(wall, 1), "params": n_params, "attention": model.config._attn_implementation,
+            "packed": collate.packed, "liger": " ".join(kernels + ["fused_linear_cross_entropy"] * (head is not None)),
+            "varlen_calls": dict(varlen.CALLS)}
 
 
 def mfu(row: dict, params: int) -> str:
@@ -106,7 +117,8 @@ def main() -> int:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--gc", action="store_true", help="gradient checkpointing (both sides)")
-    ap.add_argument("--liger", action="store_true", help="Liger RMSNorm/RoPE/SwiGLU kernels (CUDA only)")
+    ap.add_argument("--liger", choices=["auto", "off"], default="auto",
+                    help="Liger kernels and the fused head: auto = as a run gets them (CUDA with liger-kernel)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -117,7 +129,7 @@ def main() -> int:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     results = []
     for cmd in ([sys.executable, str(BASELINE), *common],
-                [sys.executable, str(Path(__file__).resolve()), "--child", *common] + (["--liger"] if a.liger else [])):
+                [sys.executable, str(Path(__file__).resolve()), "--child", *common, "--liger", a.liger]):
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         if out.returncode != 0 or not line:

@@ -1,4 +1,4 @@
-"""On a CUDA machine: the FSDP and DeepSpeed paths run the unchanged worker under torchrun with one
+"""On a CUDA machine: the DDP, FSDP and DeepSpeed paths run the unchanged worker under torchrun with one
 process, train, and leave a standard adapter folder. Skipped, with the reason, where there is no CUDA
 GPU or no deepspeed package. Run with `-s` to see the figures (tokens/s, peak memory) for the note."""
 import importlib.util
@@ -49,6 +49,12 @@ def _train_one_process(make_config, strategy, **dist):
 @needs_cuda
 def test_fsdp_with_one_process_trains_and_saves_a_standard_adapter(make_config):
     _train_one_process(make_config, "fsdp")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_ddp_with_one_process_trains_and_saves_a_standard_adapter(make_config):
+    _train_one_process(make_config, "ddp")
 
 
 @pytest.mark.gpu

@@ -3,7 +3,7 @@
 Host memory runs out for real on any machine: the worker is started under an address-space limit
 (RLIMIT_AS, 6 GiB) and asked for a batch whose logits alone need more, so PyTorch's CPU allocator
 refuses, as it does for a laptop user whose batch does not fit in RAM. The CUDA one needs a GPU (the
-H100): the test takes most of the GPU's memory itself, so the worker's first steps really run out.
+H200): the test takes most of the GPU's memory itself, so the worker's first steps really run out.
 Without a GPU it skips, saying so.
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _cuda() -> bool:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU: a real out-of-memory is triggered on the H100; "
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU: a real out-of-memory is triggered on the GPU; "
                                         "this machine has none")
 def test_a_real_cuda_out_of_memory_fails_the_run_in_plain_words_and_frees_the_gpu(make_config, default_model_dir):
     import torch
@@ -91,4 +91,6 @@ def test_a_real_cuda_out_of_memory_fails_the_run_in_plain_words_and_frees_the_gp
     s = summarize(cfg.parent)
     assert s.status == "failed" and s.reason == err["message"]
     free_after, _ = torch.cuda.mem_get_info()
+    print(json.dumps({"oom_message": err["message"], "ui_status": s.status, "ui_reason": s.reason,
+                      "free_gib_before": round(free / 2**30, 2), "free_gib_after": round(free_after / 2**30, 2)}))
     assert free_after >= free - 2 ** 30, "the worker's GPU memory was given back when it exited"

@@ -31,6 +31,8 @@ def test_packed_loss_equals_padded_loss(tiny_model_dir):
         packed = batching.packed()(batch)
         got = model(**packed).loss
         sparse = batching.packed(trained_logits_only=True)(batch)
+        # A position index, the one form every transformers 5.x takes (a boolean mask only from ~5.2x on).
+        assert sparse["logits_to_keep"].dim() == 1 and sparse["logits_to_keep"].dtype == torch.long
         labels = sparse.pop("labels")
         got_sparse = trained_positions_loss(model(**sparse), labels)
         pb = batching.padded(0, trained_logits_only=True)(batch)

@@ -123,6 +123,10 @@ class TrainConfig:
     trained_logits_only: bool = F(True,
                                   "Project onto the vocabulary only at positions whose next token is trained: prompt "
                                   "and padding logits are never materialised. Same loss, less memory and time.")
+    liger_kernels: bool = F(True,
+                            "On a CUDA GPU with the liger-kernel package installed: Liger's fused Triton kernels "
+                            "(RMSNorm, RoPE, SwiGLU, and the output head fused into the loss, so the logits never "
+                            "exist whole). Same loss within bf16 rounding; no effect elsewhere.")
 
 
 @dataclass

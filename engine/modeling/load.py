@@ -128,9 +128,9 @@ def load_model(cfg: RunConfig, path: str | None = None, quantize: bool = True):
     path = path or resolve_path(cfg.model.name_or_path)
     dtype = pick_dtype(cfg)
     kwargs = dict(dtype=dtype, trust_remote_code=cfg.model.trust_remote_code, use_safetensors=True)
-    from engine.modeling.attention import varlen_attention
-    if varlen_attention() and dtype in (torch.bfloat16, torch.float16):
-        kwargs["attn_implementation"] = "flash_attention_2"  # variable-length kernel: packing pays
+    from engine.modeling.attention import packed_kernel
+    if kernel := packed_kernel(dtype):  # variable-length kernel: packing pays (flash-attn, or torch's own)
+        kwargs["attn_implementation"] = kernel
     auto = AutoModelForCausalLM
     if cfg.method.stage == "rm":  # a reward model: the same body with a one-number score head
         auto, kwargs["num_labels"] = AutoModelForSequenceClassification, 1

@@ -10,11 +10,14 @@ The estimate is a sum of plain terms, each shown to the user:
   activations  what the backward pass keeps for batch x cutoff tokens (every row assumed full length);
                with gradient checkpointing only each layer's input plus one layer's worth
   logits       batch x cutoff x vocab: bf16 logits, their fp32 copy for the loss and its gradient
-               (an upper bound: with train.trained_logits_only only trained positions get logits)
+               (an upper bound: with train.trained_logits_only only trained positions get logits); where
+               Liger fuses the head into the loss (a GPU, liger-kernel installed, see fused_head) only a
+               chunk of logits exists at a time: ~12 bytes per token per hidden unit
   overhead     CUDA context, cuBLAS workspace and allocator slack (a fixed 0.5 GiB)
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -27,6 +30,10 @@ from engine.preflight import shape as model_shape
 from engine.preflight.shape import FFN_OUT_NAMES, ModelShape
 
 GIB = 2 ** 30
+# Where Liger's fused head is exact (logits are exactly head(hidden)) and possible (the head's weight whole on
+# one GPU); engine.modeling.liger applies it by these same lists.
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2"})
+SHARDED_WEIGHTS = ("fsdp", "deepspeed_zero3")
 OVERHEAD_GIB = 0.5
 FIT_SHARE = 0.95  # leave 5% of the card free
 METHODS = ("lora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "freeze", "full")
@@ -158,6 +165,8 @@ def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, 
     else:
         acts = tokens * shape.layers * per_layer_token
     logits = tokens * shape.vocab * (a + 4 + 4) if m.stage != "rm" else tokens * h * a
+    if fused_head(shape, cfg, gpu_gib):
+        logits = tokens * h * 12  # Liger's chunks (chunk tokens ~ tokens x hidden / vocab) and the input gradient
     weights = _weight_bytes(shape, cfg, dtype_bytes)
     frozen_reference = m.stage in ("dpo", "kto") or (m.stage in RL_STAGES and m.rl.beta > 0)
     if frozen_reference and ft in ("full", "freeze", "bottleneck"):
@@ -169,6 +178,15 @@ def estimate(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None = None, 
     if suggest and est.fits is False:
         est.suggestion, est.suggested_config = one_fix(shape, cfg, gpu_gib, dtype_bytes)
     return est
+
+
+def fused_head(shape: ModelShape, cfg: C.RunConfig, gpu_gib: float | None) -> bool:
+    """Will the worker fuse the output head into the loss (engine.modeling.liger.fuse_head)? On a GPU with
+    liger-kernel installed, trained-positions-only logits, sft / pt, a plain head and whole weights."""
+    t = cfg.train
+    return bool(gpu_gib and t.trained_logits_only and t.liger_kernels and cfg.method.stage in ("sft", "pt")
+                and shape.model_type in PLAIN_HEAD_TYPES and cfg.distributed.strategy not in SHARDED_WEIGHTS
+                and importlib.util.find_spec("liger_kernel") is not None)
 
 
 def _fits(shape, cfg, gpu_gib, dtype_bytes) -> bool:

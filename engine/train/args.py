@@ -50,7 +50,7 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         remove_unused_columns=False,
         dataloader_num_workers=0,
         # Packed batches have no padding at all; padded ones are counted through their attention mask.
-        include_num_input_tokens_seen="all" if batching.use_packing(t.packing) else "non_padding",
+        include_num_input_tokens_seen="all" if batching.use_packing(t.packing, dtype) else "non_padding",
         disable_tqdm=True,
         save_only_model=False,
         optim=hf_optim(cfg),

@@ -6,8 +6,10 @@
   packed-sequence detection), so no example attends to another. The first label of each example is
   masked so no token is trained to predict across a boundary. Loss equals the padded batch's.
 
-Both can also emit `logits_to_keep`: a boolean mask of the positions whose next token is trained, so
-the model projects only those hidden states onto the vocabulary (see engine.train.loss). Heavy (torch).
+Both can also emit `logits_to_keep`: the positions (one index list for every row: the union over the rows)
+whose next token is trained, so the model projects only those hidden states onto the vocabulary (see
+engine.train.loss). A 1-D index is what every transformers 5.x takes (a boolean mask only from ~5.2x on);
+for a packed batch, one row, the union is exact. Heavy (torch).
 """
 from __future__ import annotations
 
@@ -17,20 +19,21 @@ from engine.data.encode import IGNORE
 from engine.modeling.attention import varlen_attention
 
 
-def use_packing(setting: str) -> bool:
-    """train.packing: 'on' / 'off', or 'auto' = only where a variable-length kernel makes it pay. With
-    plain SDPA a packed row of N tokens attends over N x N (masked) instead of the rows' own squares:
-    measured on the 2-core CPU, 135M shape, batch 4, rows up to 256 tokens: 0.82x the padded step."""
+def use_packing(setting: str, dtype=None) -> bool:
+    """train.packing: 'on' / 'off', or 'auto' = only where a variable-length kernel makes it pay (CUDA, fp16 /
+    bf16 weights: flash-attn or torch's own varlen attention). With plain SDPA a packed row of N tokens
+    attends over N x N (masked) instead of the rows' own squares: measured on the 2-core CPU, 135M shape,
+    batch 4, rows up to 256 tokens: 0.82x the padded step."""
     if isinstance(setting, bool):
         return setting
-    return setting == "on" or (setting == "auto" and varlen_attention())
+    return setting == "on" or (setting == "auto" and varlen_attention(dtype))
 
 
-def _keep_mask(labels: torch.Tensor) -> torch.Tensor:
-    """Position p is needed iff labels[p + 1] is trained (the model predicts the next token)."""
+def _keep_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Position p is needed iff labels[:, p + 1] is trained in some row (the model predicts the next token)."""
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != IGNORE
-    return keep
+    return keep.any(0).nonzero().squeeze(1)
 
 
 def padded(pad_id: int, trained_logits_only: bool = False):
@@ -46,9 +49,10 @@ def padded(pad_id: int, trained_logits_only: bool = False):
             mask[i, :n] = 1
         out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
         if trained_logits_only:
-            out["logits_to_keep"] = _keep_mask(labels)
+            out["logits_to_keep"] = _keep_positions(labels)
         return out
 
+    collate.packed = False
     return collate
 
 
@@ -64,7 +68,8 @@ def packed(trained_logits_only: bool = False):
         out = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
                "position_ids": torch.tensor([pos]), "use_cache": False}
         if trained_logits_only:
-            out["logits_to_keep"] = _keep_mask(out["labels"])
+            out["logits_to_keep"] = _keep_positions(out["labels"])
         return out
 
+    collate.packed = True
     return collate

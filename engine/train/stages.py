@@ -104,13 +104,15 @@ def callbacks(cfg: RunConfig, model) -> list:
     return [AdaLoraRankAllocation()]
 
 
-def collator(cfg: RunConfig, tokenizer):
+def collator(cfg: RunConfig, tokenizer, dtype=None, model=None):
     """(data collator, loss function) for pt / sft. Packing and trained-positions-only logits are off for
     prompt-learning methods: peft prepends virtual tokens and drops position ids, which would let packed
-    examples attend to each other and misalign the kept-logits mask."""
+    examples attend to each other and misalign the kept-logits mask. dtype: the weights' (packing 'auto'
+    needs a half-precision variable-length kernel); model: given, its output head is fused into the loss
+    where Liger makes that exact (engine.modeling.liger.fuse_head)."""
     from engine.train import collate as batching
-    from engine.train.loss import trained_positions_loss
-    packing, sparse = batching.use_packing(cfg.train.packing), cfg.train.trained_logits_only
+    from engine.train.loss import FusedHeadLoss, trained_positions_loss
+    packing, sparse = batching.use_packing(cfg.train.packing, dtype), cfg.train.trained_logits_only
     if cfg.method.finetuning in PROMPT_LEARNING and (packing or sparse):
         print(f"note: {cfg.method.finetuning} adds virtual tokens, so this run uses padded batches with full "
               "logits (train.packing and train.trained_logits_only are ignored)", flush=True)
@@ -119,7 +121,11 @@ def collator(cfg: RunConfig, tokenizer):
         # AdaLoRA adds its orthogonality penalty to the model's own loss, which a custom loss would bypass.
         sparse = False
     collate = batching.packed(sparse) if packing else batching.padded(tokenizer.pad_token_id, sparse)
-    return collate, trained_positions_loss if sparse else None
+    if not sparse:
+        return collate, None
+    from engine.modeling import liger
+    head = liger.fuse_head(model, cfg) if model is not None else None
+    return collate, FusedHeadLoss(head) if head is not None else trained_positions_loss
 
 
 def build_trainer(cfg: RunConfig, model, tokenizer, args, train_rows, val_rows, callbacks_, collate=None,

@@ -123,6 +123,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     args = training_args(cfg, run_dir, bool(val_rows), dtype, *stages.args_class(cfg))
     model = models.load_model(cfg, path)
     model.config.use_cache = False  # training builds no KV cache (and packing needs none)
+    from engine.modeling import liger
+    kernels = liger.apply(model, cfg)  # fused RMSNorm / RoPE / SwiGLU on CUDA, before adapters wrap the layers
     if stages.uses_prompts(cfg) and cfg.method.rl.policy_run.strip():  # RLHF: the sft run's adapter goes on
         from engine.train.rl import start_policy
         model = start_policy(cfg, model)
@@ -131,6 +133,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     if cfg.train.gradient_checkpointing and methods.is_adapter(model):
         model.enable_input_require_grads()
     trainable, total = methods.count_params(model)
+    collate, loss_func = stages.collator(cfg, tokenizer, dtype, model)  # may fuse the head into the loss
+    fused = type(loss_func).__name__ == "FusedHeadLoss"
 
     resolved = {
         "model_path": path, "dtype": str(dtype).replace("torch.", ""),
@@ -141,6 +145,8 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
         "effective_batch": cfg.train.batch_size * cfg.train.grad_accum * max(1, args.world_size),
         "train_rows": report.train, "val_rows": report.val, "chat_template": tokenizer.chat_template,
         "torch": torch.__version__, "world_size": args.world_size, "strategy": cfg.distributed.strategy,
+        "attention": getattr(model.config, "_attn_implementation", None), "packing": collate.packed,
+        "liger": " ".join(kernels + ["fused_linear_cross_entropy"] * fused) or "off",
     }
     if args.deepspeed and distributed.is_main():  # the exact DeepSpeed config, beside the run, for the record
         (run_dir / "deepspeed.json").write_text(json.dumps(args.deepspeed, indent=1, default=str))
@@ -150,7 +156,6 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.write("resolved", 0, **{k: v for k, v in resolved.items() if k != "chat_template"})
 
     stopper = StopOnSignal(flag)
-    collate, loss_func = stages.collator(cfg, tokenizer)
     trainer = stages.build_trainer(cfg, model, tokenizer, args, train_rows, val_rows,
                                    [EventsCallback(events, run_dir), stopper], collate, loss_func, events)
     ckpts = checkpoints(run_dir)
