@@ -77,6 +77,25 @@ def test_grpo_trains_on_builtin_and_python_rewards(make_config, tmp_path):
     assert isinstance(answer(model, tok, [{"role": "user", "content": "What is 2 + 2?"}], max_new_tokens=4), str)
 
 
+def test_grpo_trains_a_qlora_policy(make_config, tmp_path):
+    """The policy in 4-bit (bitsandbytes' CPU backend) with LoRA on top: it samples, learns and saves."""
+    from engine.chat.generate import answer, load_run
+    reward_file = tmp_path / "my_reward.py"
+    reward_file.write_text(REWARD_PY)
+    cfg_path = make_config(data=PROMPTS, method={"stage": "grpo", "finetuning": "qlora", "rl": {
+        "generations": 2, "max_completion_length": 6, "weight_python": 1.0, "reward_file": str(reward_file)}},
+        train={"max_steps": 2, "batch_size": 4, "save_steps": 100, "learning_rate": 0.01})
+    ev = finished(cfg_path)
+    resolved = next(e for e in ev if e["kind"] == "resolved")
+    assert resolved["quantization"] == "4bit"
+    train = [e for e in ev if e["kind"] == "train"]
+    assert len(train) == 2 and all("reward" in e and "kl" in e for e in train)
+    adapter = cfg_path.parent / "adapter"
+    assert lora_b_moved(adapter)
+    model, tok = load_run(cfg_path.parent)
+    assert isinstance(answer(model, tok, [{"role": "user", "content": "What is 2 + 2?"}], max_new_tokens=4), str)
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, tiny_model_dir) -> Path:
     """RLHF steps 1 and 2 on the tiny model: an sft run and an rm run, in one saves folder."""
