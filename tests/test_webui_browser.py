@@ -49,6 +49,14 @@ class App:
         self.url = ""
 
     def start(self) -> "App":
+        """Serve and wait until it answers. Gradio's own check that it can reach itself gives up after one
+        3-second request, which a starved machine can miss (the app then exits): such a start is tried again."""
+        for attempt in range(3):
+            if self._start(retry=attempt < 2):
+                return self
+        raise AssertionError("unreachable")
+
+    def _start(self, retry: bool) -> bool:
         port = free_port()
         env = dict(os.environ, WHETSTONE_SAVES=str(self.saves), WHETSTONE_MODELS_DIR=str(self.models),
                    GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1",
@@ -59,10 +67,15 @@ class App:
         self.url = f"http://127.0.0.1:{port}/"
         deadline = time.time() + 90
         while time.time() < deadline:
-            assert self.proc.poll() is None, (self.saves.parent / f"app-{port}.log").read_text()
+            if self.proc.poll() is not None:
+                text = (self.saves.parent / f"app-{port}.log").read_text()
+                if retry and "localhost is not accessible" in text:
+                    self.log.close()
+                    return False
+                raise AssertionError(text)
             try:
                 urllib.request.urlopen(self.url, timeout=2)
-                return self
+                return True
             except OSError:
                 time.sleep(0.5)
         raise AssertionError("the app did not come up in 90 s")
