@@ -65,7 +65,7 @@ class App:
         self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}/"
-        deadline = time.time() + 90
+        deadline = time.time() + 180  # a starved machine (load 30 on 2 cores) has taken over 90 s
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 text = (self.saves.parent / f"app-{port}.log").read_text()
@@ -78,7 +78,7 @@ class App:
                 return True
             except OSError:
                 time.sleep(0.5)
-        raise AssertionError("the app did not come up in 90 s")
+        raise AssertionError("the app did not come up in 180 s")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
