@@ -70,7 +70,7 @@ def test_a_queued_run_survives_a_reload_and_an_app_restart_and_starts_when_the_f
     set_number(page, "max steps", 400)  # longer than the test waits: Stop ends it
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
-    wait_for(lambda: run_status(page) in ("starting", "loading", "running"), "the first run to start", 60, page)
+    wait_for(lambda: run_status(page) in ("starting", "loading", "running"), "the first run to start", 180, page)
     first = progress_text(page).split()[1]
 
     # Start again while it runs: refused, and Queue is offered.
@@ -93,7 +93,7 @@ def test_a_queued_run_survives_a_reload_and_an_app_restart_and_starts_when_the_f
     shot(page, "20-queued")
 
     open_page(page, app.url)  # a reload
-    wait_for(lambda: run_status(page) == "running" and first in progress_text(page), "the reloaded page", 60, page)
+    wait_for(lambda: run_status(page) == "running" and first in progress_text(page), "the reloaded page", 180, page)
     wait_for(lambda: second in queue_text(page), "the reloaded queue", 10, page)
     assert "waiting" in queue_text(page)
     shot(page, "21-reloaded-with-queue")
@@ -103,13 +103,13 @@ def test_a_queued_run_survives_a_reload_and_an_app_restart_and_starts_when_the_f
     assert not (app.saves / second).exists()
     app.start()
     open_page(page, app.url)
-    wait_for(lambda: run_status(page) == "running" and first in progress_text(page), "the restarted app", 60, page)
+    wait_for(lambda: run_status(page) == "running" and first in progress_text(page), "the restarted app", 180, page)
     wait_for(lambda: second in queue_text(page), "the queue after the restart", 10, page)
 
     page.get_by_role("button", name="Stop", exact=True).click()  # the first run ends: the second's turn
-    wait_for(lambda: second in progress_text(page), "the page to follow the second run", 120, page)
+    wait_for(lambda: second in progress_text(page), "the page to follow the second run", 300, page)
     shot(page, "22-second-started")
-    wait_for(lambda: run_status(page) == "finished", "the second run to finish", 180, page)
+    wait_for(lambda: run_status(page) == "finished", "the second run to finish", 400, page)
     wait_for(lambda: second not in queue_text(page), "the queue to empty", 10, page)
     assert f"{second} started from the queue" in message.inner_text()
 
