@@ -1,8 +1,9 @@
 """Typed configs (DESIGN.md contract 1): the run config and the export, chat and evaluation settings.
 
 Light package: stdlib + yaml. `from engine import config as C` gives the run config's API (RunConfig,
-load, save, from_dict, replace, get, ConfigError, ...), defined in run.py; the other settings live in
-their own modules (method, export, chat, evaluate) on the field machinery of schema.py.
+load, save, from_dict, replace, get, ConfigError, ...), defined in run.py; its sections that have their own
+module are method (+ rl), distributed, report (retain and the report card); the other settings live in
+their own modules (export, chat, evaluate, queue, grid, llamafactory) on the field machinery of schema.py.
 """
 from engine.config.run import (SCHEMA_VERSION, RUN_NAME_RE, ConfigError, DataConfig, DistributedConfig,  # noqa: F401
                                ModelConfig, OutputConfig, RunConfig, SHARDED_STRATEGIES, TrainConfig, apply_overrides,

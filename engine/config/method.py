@@ -279,3 +279,8 @@ def applies(key: str, cfg) -> bool | None:
             return ft in _ONLY_FOR[key]
         return section in FIELDS_FOR.get(ft, ())
     return None
+
+
+def quantization(cfg) -> str:
+    """The effective quantisation of the base weights: qlora implies 4bit."""
+    return "4bit" if cfg.method.finetuning == "qlora" else cfg.model.quantization

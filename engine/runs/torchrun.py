@@ -30,7 +30,7 @@ def needs_launcher(cfg) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# This machine: can it run the distributed section? (the config alone: engine.config.run)
+# This machine: can it run the distributed section? (the config alone: engine.config.distributed)
 # ---------------------------------------------------------------------------------------------
 
 def visible_gpus() -> int:
