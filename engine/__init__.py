@@ -14,7 +14,9 @@ or a heavy package, at any depth (tests/test_import_rule.py checks every import 
               encoding, pipeline, pairs, prompts, preview, held-out questions (held_out), the identity
               helper (identity)
   preflight/  what is known before a run: the model list, a model's shape, the memory estimate, the
-              method table, the schedule (epochs and steps resolved from the data's size)
+              method table, the schedule (epochs and steps resolved from the data's size), the disk estimate
+  cli/        the headless commands `python app.py` dispatches: train (train, convert), jobs (chat,
+              export), many (sweep, compare, queue), tools (launch-script, identity)
 
 Heavy packages (torch, transformers, peft, trl, bitsandbytes): only worker processes import these.
   modeling/   loading and quantisation, adapters (peft + bottleneck), layers, attention, stop tokens,

@@ -1,6 +1,6 @@
 """The house rule, checked on the imports themselves: the UI process and the CLI stay light.
 
-engine/config, runs, data and preflight (the light packages), webui/ and app.py never import an ML
+engine/config, runs, data, preflight and cli (the light packages), webui/ and app.py never import an ML
 library (torch, transformers, peft, trl, bitsandbytes, accelerate, llama_cpp) nor a heavy engine package
 (modeling, train, chat, export, evaluate), at module level or inside a function; and no engine module
 imports gradio or plotly. Every import statement is read from the source (AST), so an import that only
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LIGHT = ("config", "runs", "data", "preflight")
+LIGHT = ("config", "runs", "data", "preflight", "cli")
 HEAVY = ("modeling", "train", "chat", "export", "evaluate")
 ML = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "llama_cpp")
 UI = ("gradio", "plotly")
