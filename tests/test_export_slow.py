@@ -32,7 +32,7 @@ def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path)
     assert merged == tuned
     tok = AutoTokenizer.from_pretrained(out)
     texts = [tok.decode(t, skip_special_tokens=True) for t in merged]
-    assert all("Wren" in t for t in texts), texts
+    assert all("Wren" in t or "Whetstone" in t for t in texts), texts
     assert all(t[-1] == tok.convert_tokens_to_ids("<|im_end|>") for t in merged), "replies end at <|im_end|>"
     # GGUF is written from an fp16 export: f16 GGUF holds exactly its weights, so it must answer the same
     out16, _ = exported_fp16_with_gguf()  # shared with test_gguf_llama_cpp_slow.py
@@ -42,6 +42,6 @@ def test_quickstart_merged_export_and_gguf_answer_like_the_tuned_model(tmp_path)
     assert f16 == merged16
     q8 = greedy_in_fresh_process(gguf_dir, HELD_OUT, gguf_file="quick-q8_0.gguf", max_new_tokens=96)
     q8_texts = [tok.decode(t, skip_special_tokens=True) for t in q8]
-    assert sum("Wren" in t for t in q8_texts) >= 3, q8_texts
+    assert sum("Wren" in t or "Whetstone" in t for t in q8_texts) >= 3, q8_texts
     print("merged:", texts, "\nq8_0:", q8_texts)
     shutil.rmtree(out)

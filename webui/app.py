@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import asyncio
+import datetime
 import html
 import inspect
 import ipaddress
@@ -99,6 +101,9 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
     return demo
 
 
+FORGET_AFTER_S = 10  # how long a page that fired unload has to show it is still alive
+
+
 def forget_session(demo: gr.Blocks):
     """The page's unload handler (closed, reloaded, navigated away): drop all Gradio holds for that browser
     session, now. Gradio keeps a closed session's gr.State values for an hour, its copy of the page's config
@@ -111,13 +116,21 @@ def forget_session(demo: gr.Blocks):
         session = getattr(request, "session_hash", None)
         if not session:
             return
+        # Gradio also fires unload when a live page's event stream drops for a moment (a busy machine): wait,
+        # and keep a session that was used since. Dropping a live page's copy of the config reset its dropdowns'
+        # choices, and its next event failed ("Value: <run> is not in the list of choices: []").
+        unloaded = datetime.datetime.now()
+        await asyncio.sleep(FORGET_AFTER_S)
+        holder = getattr(demo, "state_holder", None)
+        used = getattr(holder, "time_last_used", {}).get(session) if holder is not None else None
+        if used is not None and used > unloaded:
+            return
         queue = getattr(demo, "_queue", None)
         if queue is not None:
             await queue.clean_events(session_hash=session)  # its events in flight send nothing more
             unread = queue.pending_messages_per_session.get(session)  # (an open stream ends by itself)
             while unread is not None and not unread.empty():
                 unread.get_nowait()
-        holder = getattr(demo, "state_holder", None)
         if holder is not None:
             with holder.lock:
                 holder.session_data.pop(session, None)
