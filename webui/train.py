@@ -366,7 +366,7 @@ def wire(p: TrainPanel, form: ConfigForm, watch_state: gr.State) -> None:
                    concurrency_id="launch", **common)
     p.timer.tick(partial(on_tick, p), [state, watch_state], everything, concurrency_limit=None, **common)
     p.run_picker.input(partial(on_pick, p), [p.run_picker, state, watch_state], everything, **common)
-    p.compare.input(partial(on_compare, p), [p.compare, state, watch_state], [watch_state, *p.plots.values()],
+    p.compare.input(partial(on_compare, p), [p.compare, state, watch_state], [watch_state, *p.plots.values(), p.samples],
                     **common)
     p.refresh.click(partial(on_refresh, p), [state, watch_state], [p.runs, p.run_picker, p.compare],
                     api_name="runs_refresh", **common)
