@@ -421,11 +421,12 @@ def test_switching_method_shows_only_the_settings_that_apply(app, page):
 
     # P-Tuning v2: its layer choice and reparameterisation show; the encoder width only once an encoder is on
     page.get_by_label("ptuning_v2", exact=True).check()
-    page.get_by_label("prompted layers", exact=True).wait_for(state="visible", timeout=15_000)  # after the update
+    # (the field's accessible name carries its help text after the merge: matched by its start, not exactly)
+    page.get_by_label("prompted layers").first.wait_for(state="visible", timeout=15_000)  # after the update
     assert not rank.is_visible()
-    assert not page.get_by_label("projection hidden size", exact=True).is_visible()
+    assert not page.get_by_label("projection hidden size").first.is_visible()
     pick(page, "P-Tuning v2 reparameterisation", "lstm")
-    assert page.get_by_label("projection hidden size", exact=True).is_visible()
+    page.get_by_label("projection hidden size").first.wait_for(state="visible", timeout=15_000)
     assert "ptuning_v2 (chosen)" in page.locator(".ws-method-table").inner_text()
 
 
