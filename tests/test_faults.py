@@ -26,10 +26,16 @@ from webui.progress import progress_html
 
 
 def wait_for_event(run_dir: Path, pred, timeout: float = 240, reader: EventReader | None = None) -> dict:
+    """The first event after those already taken from `reader` that satisfies pred. Events read past the match
+    stay on the reader for the next call, so waiting for A then B with one reader never skips a B that came in
+    the same read as A."""
     reader = reader or EventReader(run_dir / "events.jsonl")
+    unread = reader.__dict__.setdefault("_unread", [])
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for e in reader.read_new():
+        unread.extend(reader.read_new())
+        while unread:
+            e = unread.pop(0)
             if pred(e):
                 return e
         time.sleep(0.02)

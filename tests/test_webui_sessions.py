@@ -49,10 +49,16 @@ def test_reloaded_pages_leave_no_session_behind(tmp_path):
             while len(held) > 1 and time.time() < deadline:  # the unload of the page before the last
                 time.sleep(0.2)
             assert len(held) == 1, f"{len(held)} sessions held for 1 open page"
+            live = next(iter(held))
+            assert demo.heartbeats.is_open(live), "the open page's heartbeat is not counted"
+            queue = demo._queue
+            assert set(queue.pending_event_ids_session) <= {live}, "closed pages' event ids are still held"
+            assert set(queue.pending_messages_per_session) <= {live}, "closed pages' message queues are still held"
             page.goto("about:blank")
             while held and time.time() < deadline + 30:
                 time.sleep(0.2)
             assert not held, "the closed page's session is still held"
+            assert not demo.heartbeats.is_open(live), "the closed page's heartbeat is still counted open"
             unread = [q for q in demo._queue.pending_messages_per_session.values() if not q.empty()]
             assert not unread, "results of closed pages' events are still held"
             browser.close()

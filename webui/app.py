@@ -4,8 +4,6 @@
 """
 from __future__ import annotations
 
-import asyncio
-import datetime
 import html
 import inspect
 import ipaddress
@@ -22,6 +20,7 @@ from webui import chat, dataset, export, fields, hyperparams, method, presets, t
 from webui import state as S
 from webui.form import ConfigForm
 from webui.live import Watch
+from webui.sessions import Workbench
 
 
 CSS = """
@@ -55,7 +54,7 @@ def default_saves() -> str:
 def build_demo(saves: Optional[str] = None) -> gr.Blocks:
     saves = saves or default_saves()
     first = S.initial(saves)
-    with gr.Blocks(title="Whetstone") as demo:
+    with Workbench(title="Whetstone") as demo:
         state = gr.State(first)
         watch = gr.State(Watch())
         with gr.Row(equal_height=True):
@@ -97,46 +96,8 @@ def build_demo(saves: Optional[str] = None) -> gr.Blocks:
         demo.load(partial(train.on_page_load, panel, saves, tabs), [state, watch],
                   train.page_load_outputs(panel, tabs), show_progress="hidden")
         demo.load(lambda: gr.update(choices=presets.names()), None, [preset], show_progress="hidden")
-        demo.unload(forget_session(demo))
+        demo.forget_closed_pages()  # a closed or reloaded page leaves nothing behind (webui/sessions.py)
     return demo
-
-
-FORGET_AFTER_S = 10  # how long a page that fired unload has to show it is still alive
-
-
-def forget_session(demo: gr.Blocks):
-    """The page's unload handler (closed, reloaded, navigated away): drop all Gradio holds for that browser
-    session, now. Gradio keeps a closed session's gr.State values for an hour, its copy of the page's config
-    until 10,000 sessions have come and gone, and the results of its last events (a tick, the page load:
-    charts, runs table) that the page left before reading until 2,000 sessions have; here that was the run
-    state, the Watch with every followed run's series and the figures drawn from them: 2.1 MiB per reload
-    with a 2000-step run shown. A reload gets a fresh session; nothing of the old one is read again."""
-
-    async def forget(request: gr.Request) -> None:
-        session = getattr(request, "session_hash", None)
-        if not session:
-            return
-        # Gradio also fires unload when a live page's event stream drops for a moment (a busy machine): wait,
-        # and keep a session that was used since. Dropping a live page's copy of the config reset its dropdowns'
-        # choices, and its next event failed ("Value: <run> is not in the list of choices: []").
-        unloaded = datetime.datetime.now()
-        await asyncio.sleep(FORGET_AFTER_S)
-        holder = getattr(demo, "state_holder", None)
-        used = getattr(holder, "time_last_used", {}).get(session) if holder is not None else None
-        if used is not None and used > unloaded:
-            return
-        queue = getattr(demo, "_queue", None)
-        if queue is not None:
-            await queue.clean_events(session_hash=session)  # its events in flight send nothing more
-            unread = queue.pending_messages_per_session.get(session)  # (an open stream ends by itself)
-            while unread is not None and not unread.empty():
-                unread.get_nowait()
-        if holder is not None:
-            with holder.lock:
-                holder.session_data.pop(session, None)
-                holder.time_last_used.pop(session, None)
-
-    return forget
 
 
 def on_load_preset(panel: train.TrainPanel, name: Optional[str], st: S.RunState) -> dict:
