@@ -3,8 +3,12 @@ default) and two API clients poll the app. Checks that no event is lost or repea
 goes backwards, that the run ends complete, and that the app's memory stays flat: the RSS slope per
 reload (least squares over the reloads after the first 10%) must stay under --max-slope MiB.
 
-  python bench/soak.py                           # 300 reloads (~15-25 min on 2 cores), 2000 steps
-  python bench/soak.py --reloads 60 --steps 300  # shorter
+  python bench/soak.py                           # 300 reloads (~15-25 min on 2 cores) during one run
+  python bench/soak.py --reloads 60 --steps 300  # shorter; the run may end before the reloads do
+
+--steps 0 (the default) trains for as long as the reloads last and then presses Stop, so every reload
+happens during the run whatever the machine's speed; the run must then end "stopped" with its checkpoint,
+and the page must show it without a reload.
 
 Prints a JSON report and exits 1 when a check fails. tests/test_soak.py runs a short version.
 Needs Debian chromium (/usr/bin/chromium) and playwright; no GPU, no network.
@@ -146,7 +150,7 @@ def slope(values: list[float]) -> float:
     return sum((i - mx) * (v - my) for i, v in enumerate(values)) / sum((i - mx) ** 2 for i in range(n))
 
 
-def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_every: float = 0.5,
+def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_every: float = 0.5,
          clients: int = 2, workdir: Path | None = None, max_slope: float = 0.05, model: Path | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -160,14 +164,17 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
     models.mkdir(exist_ok=True)
     model = model or tiny_model(models / "tiny-llama")
     app, url = start_app(saves, models, workdir / "app.log")
-    report: dict = {"steps": steps, "workdir": str(workdir)}
+    until_stopped = steps <= 0  # as long as the reloads last, then Stop
+    report: dict = {"steps": steps if not until_stopped else "until the reloads end", "workdir": str(workdir)}
+    expected_end = "stopped" if until_stopped else "finished"
     run_dir = None
     pollers = [Poller(url, poll_every) for _ in range(clients)]
     try:
         cfg = C.RunConfig()
         for k, v in {"model.name_or_path": str(model), "data.datasets": ["identity"], "data.cutoff_len": 128,
-                     "train.max_steps": steps, "train.batch_size": 2, "train.learning_rate": 0.003,
-                     "train.save_steps": max(10, steps // 5), "train.logging_steps": 1,
+                     "train.max_steps": steps if not until_stopped else 10**7, "train.batch_size": 2,
+                     "train.learning_rate": 0.003, "train.save_steps": max(10, steps // 5) if not until_stopped else 500,
+                     "train.save_total_limit": 2, "train.logging_steps": 1, "report.held_out": "none",
                      "output.saves_dir": str(saves), "output.run_name": time.strftime("soak-%H%M%S")}.items():
             cfg = C.replace(cfg, k, v)
         run_dir = launcher.start(cfg)
@@ -193,6 +200,8 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
                 if len(rss) % 25 == 0:  # a long soak shows where it is (and what it measured so far)
                     print(f"reload {len(rss)}: app RSS {rss[-1]:.1f} MiB, page at step {step} ({status})",
                           file=sys.stderr, flush=True)
+            if until_stopped:
+                launcher.stop(run_dir, wait=True)  # the Stop button's call
             # The run ends while this page is open: its live ticks must show the end, without a reload.
             deadline = time.time() + 3600
             while time.time() < deadline and status not in ("finished", "failed", "stopped"):
@@ -205,6 +214,7 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
             poller.join(30)
         evts = read_all(run_dir / "events.jsonl")
         train_steps = [e["step"] for e in evts if e["kind"] == "train"]
+        steps = steps if not until_stopped else max(train_steps, default=0)
         settled = rss[len(rss) // 10:]  # the first reloads fill caches (imports, compiled templates)
         calls, errors = sum(q.calls for q in pollers), sum(q.errors for q in pollers)
         report.update(
@@ -216,10 +226,12 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
             events_repeated=len(train_steps) - len(set(train_steps)),
             app_rss_mib_first=round(rss[0], 1), app_rss_mib_last=round(rss[-1], 1), app_rss_mib_max=round(max(rss), 1),
             rss_mib_per_reload=round(slope(settled), 4), final_event=evts[-1] if evts else None,
-            output_saved=(run_dir / "adapter" / "adapter_model.safetensors").is_file())
+            rss_mib_every_10_reloads=[round(v, 1) for v in rss[::10]],
+            output_saved=(run_dir / "adapter" / "adapter_model.safetensors").is_file() if not until_stopped else
+            bool(evts) and (run_dir / "checkpoints" / str(evts[-1].get("checkpoint", "-"))).is_dir())
         problems = []
-        if status != "finished" or evts[-1].get("status") != "finished":
-            problems.append(f"the run did not finish: page says {status}, last event {evts[-1] if evts else None}")
+        if status != expected_end or evts[-1].get("status") != expected_end:
+            problems.append(f"the run did not end {expected_end}: page says {status}, last event {evts[-1] if evts else None}")
         if report["events_lost"] or report["events_repeated"] or len(train_steps) != steps:
             problems.append(f"train events lost or repeated: {len(train_steps)} for {steps} steps")
         if seen_steps and seen_steps[-1] != steps:
@@ -235,7 +247,7 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
         if page_errors:
             problems.append(f"the page raised: {page_errors[:2]}")
         if not report["output_saved"]:
-            problems.append("no adapter was saved")
+            problems.append("no adapter was saved" if not until_stopped else "Stop left no checkpoint")
         report["problems"] = problems
         return report
     finally:
@@ -253,7 +265,8 @@ def soak(steps: int = 2000, reloads: int = 300, reload_every: float = 1.0, poll_
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=2000, help="training steps (about 0.2-0.3 s each on 2 CPU cores)")
+    ap.add_argument("--steps", type=int, default=0, help="training steps (about 0.2-0.3 s each on 2 CPU cores); "
+                    "0: train until the reloads end, then Stop")
     ap.add_argument("--reloads", type=int, default=300, help="page reloads (the run ends, or goes on, meanwhile)")
     ap.add_argument("--reload-every", type=float, default=1.0, help="seconds on the page after each reload")
     ap.add_argument("--clients", type=int, default=2, help="API clients polling the runs list")
