@@ -50,6 +50,25 @@ def test_the_loss_chart_gains_a_point_per_logged_step_with_smoothing_and_eval():
     assert list(by_name["eval loss"].x) == [5] and list(by_name["eval loss"].y) == [2.6]
 
 
+def test_a_long_run_draws_a_bounded_number_of_points_ending_at_its_newest_step():
+    """A page follows a 20,000-step run: each line draws at most MAX_POINTS points (the figure sent at every
+    tick, and the work of building it, do not grow with the run), the newest step is always drawn, and the
+    smoothed line is the smoothing of every step, not of the points drawn."""
+    from engine.runs.metrics import CHARTS
+    sizes = {}
+    for n in (2_000, 20_000):
+        s = RunSeries()
+        s.add([train_event(i, 3.0 - i / n + (0.5 if i % 2 else 0.0)) for i in range(1, n + 1)])
+        figs = [charts.figure(c, s) for c in CHARTS if not c.optional or charts.has_data(c, s)]
+        for fig in figs:
+            for trace in fig.data:
+                assert len(trace.x) <= charts.MAX_POINTS and trace.x[-1] == n, (trace.name, len(trace.x))
+        smoothed = {t.name: t for t in figs[0].data}["smoothed"]
+        assert smoothed.y[-1] == charts.smooth(s.metrics["loss"])[-1]
+        sizes[n] = sum(len(f.to_json()) for f in figs)
+    assert sizes[20_000] < 1.2 * sizes[2_000], sizes
+
+
 def test_a_one_step_run_still_shows_its_point():
     s = RunSeries()
     s.add([train_event(1, 2.0)])

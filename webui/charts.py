@@ -1,7 +1,9 @@
 """Plotly figures built from a run's compact series, one per chart of engine.runs.metrics.CHARTS: loss
 (raw, smoothed, eval, other runs overlaid), then every other chart drawn from the metric table
 (learning rate, throughput, memory with one line per rank). Figures are rebuilt from short in-memory
-lists on each change; nothing here touches the events file.
+lists on each change; nothing here touches the events file. A line draws at most MAX_POINTS points (every
+k-th step and always the last, as TensorBoard keeps 1,000 per scalar): a page's figures, and what building
+them costs at each tick, stay the same size however long the run (smoothing is computed on every step first).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ CHART = {c.name: c for c in CHARTS}
 
 SMOOTHING = 0.6  # TensorBoard-style exponential moving average weight
 HEIGHT = 290
+MAX_POINTS = 1000
 COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"]
 
 
@@ -31,6 +34,18 @@ def smooth(values: list[Optional[float]], weight: float = SMOOTHING) -> list[Opt
         norm = weight * norm + (1 - weight)
         out.append(avg / norm)
     return out
+
+
+def thin(steps: list, *columns: list) -> tuple[list, ...]:
+    """At most MAX_POINTS of a line's points: every k-th, the last always kept."""
+    n = len(steps)
+    if n <= MAX_POINTS:
+        return (steps, *columns)
+    stride = -(-n // MAX_POINTS)
+    keep = list(range(0, n, stride))
+    if keep[-1] != n - 1:
+        keep[-1] = n - 1  # the newest step is what a live chart must show
+    return tuple([col[i] for i in keep] for col in (steps, *columns))
 
 
 def _mode(n: int) -> str:
@@ -73,10 +88,10 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
     fig = _figure(CHART["loss"].title, CHART["loss"].y_title, empty=not has_any)
     if series is not None and series.has("loss"):
         raw = series.metrics["loss"]
-        n = len(raw)
-        fig.add_trace(go.Scatter(x=series.train_steps, y=raw, name="loss", mode=_mode(n),
+        steps, raw_drawn, smoothed = thin(series.train_steps, raw, smooth(raw))
+        fig.add_trace(go.Scatter(x=steps, y=raw_drawn, name="loss", mode=_mode(len(raw)),
                                  line=dict(color=COLORS[0], width=1), opacity=0.35, marker=dict(size=4)))
-        fig.add_trace(go.Scatter(x=series.train_steps, y=smooth(raw), name="smoothed", mode="lines",
+        fig.add_trace(go.Scatter(x=steps, y=smoothed, name="smoothed", mode="lines",
                                  line=dict(color=COLORS[0], width=2.5)))
     if series is not None and series.eval_steps:
         fig.add_trace(go.Scatter(x=series.eval_steps, y=series.eval_losses, name="eval loss", mode="lines+markers",
@@ -84,7 +99,8 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
     for i, (other, s) in enumerate(overlays):
         if not s.has("loss"):
             continue
-        fig.add_trace(go.Scatter(x=s.train_steps, y=smooth(s.metrics["loss"]), name=other, mode="lines",
+        steps, smoothed = thin(s.train_steps, smooth(s.metrics["loss"]))
+        fig.add_trace(go.Scatter(x=steps, y=smoothed, name=other, mode="lines",
                                  line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
     _whole_steps(fig, _last_step(series, *(s for _, s in overlays)))
     return fig
@@ -104,10 +120,12 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
         color = COLORS[METRICS.index(m) % len(COLORS)]
         ranks = series.other_ranks(m.name)
         # connectgaps: a metric logged only on some steps (grpo's rewards, when a batch is reused) is one line
-        fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[m.name], mode=mode, connectgaps=True,
+        steps, values = thin(series.train_steps, series.metrics[m.name])
+        fig.add_trace(go.Scatter(x=steps, y=values, mode=mode, connectgaps=True,
                                  name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
         for key in ranks:  # several processes: one thinner line per other rank
-            fig.add_trace(go.Scatter(x=series.train_steps, y=series.metrics[key], mode=mode,
+            steps, values = thin(series.train_steps, series.metrics[key])
+            fig.add_trace(go.Scatter(x=steps, y=values, mode=mode,
                                      name=f"{m.label} (rank {split_rank(key)[1]})",
                                      line=dict(color=color, width=1, dash="dot")))
     values = [v for m in drawn for v in series.metrics[m.name] if v is not None]
