@@ -6,6 +6,9 @@ lives), checkpoints/, and at the end adapter/ or model/.
 """
 from __future__ import annotations
 
+import copy
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -93,7 +96,7 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
     except (OSError, yaml.YAMLError, AttributeError):
         pass
     events = run_dir / EVENTS_FILE
-    prog = s.progress.add(EventReader(events).read_new())
+    prog = s.progress = folded(events)
     s.alive = worker_alive(run_dir)
     s.going = prog.going(s.alive, (worker_info(run_dir) or {}).get("started")) if s.alive else False
     s.status, s.reason = prog.verdict(s.alive, began=events.exists())
@@ -101,6 +104,35 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
     s.started, s.updated = prog.first_t, prog.last_t
     s.checkpoints = checkpoints(run_dir)
     return s
+
+
+_FOLDS: dict[str, tuple[EventReader, Progress, tuple]] = {}
+_FOLDS_LOCK = threading.Lock()
+
+
+def folded(events: Path) -> Progress:
+    """A run's state from its events file, folding only the lines added since the last call (the runs list is
+    asked for every few seconds by each page and API client; a long run's file is megabytes). A file that was
+    replaced or cut (a run folder deleted and made again) is read again from the start. Returns a copy."""
+    key = str(events)
+    try:
+        st = os.stat(events)
+        with open(events, "rb") as f:
+            head = f.read(64)  # the first event names its time: a new file under the same name differs here
+    except OSError:
+        with _FOLDS_LOCK:
+            _FOLDS.pop(key, None)
+        return Progress()
+    identity = (st.st_dev, st.st_ino, head)
+    with _FOLDS_LOCK:
+        entry = _FOLDS.get(key)
+        if entry is None or entry[2][:2] != identity[:2] or not identity[2].startswith(entry[2][2]) \
+                or entry[0].offset > st.st_size:
+            entry = (EventReader(events), Progress(), identity)
+        reader, prog, _ = entry
+        prog.add(reader.read_new())
+        _FOLDS[key] = (reader, prog, identity)
+        return copy.deepcopy(prog)
 
 
 def inside(saves: Path, run_dir: Path) -> bool:
