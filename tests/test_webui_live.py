@@ -50,6 +50,22 @@ def test_the_loss_chart_gains_a_point_per_logged_step_with_smoothing_and_eval():
     assert list(by_name["eval loss"].x) == [5] and list(by_name["eval loss"].y) == [2.6]
 
 
+def test_a_long_history_is_folded_in_pieces_with_nothing_lost_or_repeated(tmp_path, monkeypatch):
+    import webui.live as live
+    monkeypatch.setattr(live, "POLL_BYTES", 4096)  # a few dozen lines per piece
+    events = tmp_path / "events.jsonl"
+    write(events, *[train_event(i, 3.0 - i / 1000) for i in range(1, 1201)], partial='{"t": 1, "step": 1201, "ki')
+    f = RunFollower.of(tmp_path)
+    assert f.poll() is True
+    assert f.series.train_steps == list(range(1, 1201))
+    assert f.poll() is False
+    write(events, partial='nd": "train", "loss": 1.0}\n')
+    assert f.poll() is True and f.series.train_steps[-1] == 1201 and len(f.series.train_steps) == 1201
+    monkeypatch.setattr(live, "POLL_BYTES", 16)  # every line is longer than a piece: each is read whole
+    g = RunFollower.of(tmp_path)
+    assert g.poll() is True and g.series.train_steps == list(range(1, 1202))
+
+
 def test_a_long_run_draws_a_bounded_number_of_points_ending_at_its_newest_step():
     """A page follows a 20,000-step run: each line draws at most MAX_POINTS points (the figure sent at every
     tick, and the work of building it, do not grow with the run), the newest step is always drawn, and the

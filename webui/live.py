@@ -17,6 +17,7 @@ from engine.runs.metrics import METRICS, split_rank
 from engine.runs.progress import Progress
 
 LOG_TAIL_BYTES = 8192
+POLL_BYTES = 1 << 20
 
 
 @dataclass
@@ -85,10 +86,16 @@ class RunFollower:
         return self.run_dir.name
 
     def poll(self) -> bool:
-        """Take in the lines written since the last poll; True when there were any."""
-        events = self.reader.read_new()
-        self.series.add(events)
-        return bool(events)
+        """Take in the lines written since the last poll; True when there were any. A long run's history is
+        folded a megabyte at a time, so a page load never holds the whole file's events at once."""
+        got = False
+        while True:
+            offset = self.reader.offset
+            events = self.reader.read_new(max_bytes=POLL_BYTES)
+            self.series.add(events)
+            got = got or bool(events)
+            if self.reader.offset == offset:
+                return got
 
     def log_tail(self, force: bool = False) -> Optional[str]:
         """The last few KB of stdout.log, or None when it has not grown since last asked (read from the end)."""

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 EVENTS_FILE = "events.jsonl"
 
@@ -78,11 +78,14 @@ class EventReader:
         self.path = Path(path)
         self.offset = offset
 
-    def read_new(self) -> list[dict]:
+    def read_new(self, max_bytes: Optional[int] = None) -> list[dict]:
+        """The whole lines added since the last read (at most about max_bytes of them: call again for more)."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                chunk = f.read()
+                chunk = f.read() if max_bytes is None else f.read(max_bytes)
+                if max_bytes is not None and len(chunk) == max_bytes and b"\n" not in chunk:
+                    chunk += f.readline()  # one line longer than max_bytes: read it whole
         except FileNotFoundError:
             return []
         if not chunk:
