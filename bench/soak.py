@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-slope", type=float, default=0.05, help="largest RSS growth allowed, MiB per reload")
     ap.add_argument("--workdir", type=Path, help="keep saves/ and the app log here (default: a temp folder)")
     a = ap.parse_args(argv)
+    # kill / timeout send SIGTERM: end through the finally blocks, which stop the run and the app (without this
+    # both went on, a 10**7-step worker included, and slowed the machine for everything after)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = soak(a.steps, a.reloads, a.reload_every, a.poll_every, a.clients, a.workdir, a.max_slope)
     print(json.dumps(report, indent=1, default=str))
     return 1 if report["problems"] else 0
