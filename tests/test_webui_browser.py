@@ -268,7 +268,7 @@ def test_a_user_trains_watches_the_loss_stops_and_finds_the_run_again(app_with_p
 
     go_to(page, "Train")
     page.get_by_role("button", name="Start", exact=True).click()
-    wait_for(lambda: run_status(page) in ("starting", "loading", "running"), "the run to start", 30, page)
+    wait_for(lambda: run_status(page) in ("starting", "loading", "running"), "the run to start", 90, page)
     run_dir = the_only_run(app, besides=("older-run",))
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert written["model"]["name_or_path"] == str(app.models / "tiny-llama")
@@ -469,8 +469,8 @@ def test_past_runs_are_listed_shown_and_compared(tmp_path, models_dir, page):
         assert page.get_by_label("number input for LoRA rank").input_value() == "20"  # its config, loaded
         go_to(page, "Train")
         pick(page, "Compare loss with", "second-run")
-        names = page.locator(".ws-chart-loss .js-plotly-plot").evaluate("el => el.data.map(t => t.name)")
-        assert "second-run" in names
+        names = lambda: page.locator(".ws-chart-loss .js-plotly-plot").evaluate("el => el.data.map(t => t.name)")
+        wait_for(lambda: "second-run" in names(), "the overlaid run on the loss chart", 30, page)
         shot(page, "12-compare")
     finally:
         app.stop()
