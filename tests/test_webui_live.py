@@ -3,6 +3,7 @@ was logged: raw and smoothed loss, eval loss, other runs overlaid, learning rate
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def test_a_long_history_is_folded_in_pieces_with_nothing_lost_or_repeated(tmp_pa
     write(events, partial='nd": "train", "loss": 1.0}\n')
     assert f.poll() is True and f.series.train_steps[-1] == 1201 and len(f.series.train_steps) == 1201
     monkeypatch.setattr(live, "POLL_BYTES", 16)  # every line is longer than a piece: each is read whole
+    del f  # its feed goes with it: the next follower reads the file afresh
     g = RunFollower.of(tmp_path)
+    assert g.reader.offset == 0
     assert g.poll() is True and g.series.train_steps == list(range(1, 1202))
 
 
@@ -157,3 +160,40 @@ def test_a_constant_learning_rate_is_drawn_at_its_value_not_at_zero():
     fig = charts.lr_figure(s)
     low, high = fig.layout.yaxis.range
     assert low == 0 and high > 1e-3
+
+
+def test_pages_following_one_run_share_one_series_and_each_sees_every_change(tmp_path):
+    """A page load (or a tenth page) on a running run reads nothing the app already read and holds no copy of
+    the run's history; every page still learns of each new line once; the series goes with the last page."""
+    import gc
+    import webui.live as live
+    events = tmp_path / "events.jsonl"
+    write(events, *[train_event(i, 2.0) for i in range(1, 501)])
+    first = RunFollower.of(tmp_path)
+    assert first.poll() is True
+    read_to = first.reader.offset
+    second = RunFollower.of(tmp_path)  # the page reloaded: a new session
+    assert second.series is first.series
+    assert second.poll() is True and second.reader.offset == read_to  # news to this page, nothing re-read
+    assert second.poll() is False
+    write(events, train_event(501, 1.0))
+    assert first.poll() is True and second.poll() is True  # read once, seen by both
+    assert first.poll() is False and second.poll() is False
+    assert first.series.train_steps[-1] == 501 and len(first.series.metrics["loss"]) == 501
+    del first, second
+    gc.collect()
+    assert os.path.realpath(tmp_path) not in live._FEEDS
+
+
+def test_a_run_folder_made_again_under_the_same_name_is_followed_afresh(tmp_path):
+    events = tmp_path / "events.jsonl"
+    write(events, {"t": 1.0, "step": 0, "kind": "status", "status": "running", "total_steps": 9},
+          *[train_event(i, 2.0, t=1000.0 + i) for i in range(1, 9)])
+    f = RunFollower.of(tmp_path)
+    f.poll()
+    assert f.series.train_steps[-1] == 8
+    events.unlink()
+    write(events, {"t": 5.0, "step": 0, "kind": "status", "status": "running", "total_steps": 3},
+          train_event(1, 0.5, t=2000.0))
+    assert f.poll() is True
+    assert f.series.train_steps == [1] and f.series.total_steps == 3 and f.series.metrics["loss"] == [0.5]

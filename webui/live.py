@@ -1,13 +1,21 @@
 """Following a run while it trains: new events only, kept as compact in-memory series.
 
-A `RunFollower` belongs to one browser session. Each tick it reads only the lines appended to
-events.jsonl since its last byte offset (engine.runs.events.EventReader) and folds them into a
-`RunSeries` (the run's state plus its numbers); the charts are rebuilt from those short lists, never by
-re-parsing the file.
+A `RunFollower` belongs to one browser session (or one compare view); what it follows is a `Feed`, one per
+run for the whole app: it reads only the lines appended to events.jsonl since its last byte offset
+(engine.runs.events.EventReader) and folds them into a `RunSeries` (the run's state plus its numbers). Every
+page watching a run shares that one series: a page load, or a tenth page, neither re-reads the file nor holds
+another copy of the run's history. A feed lives while some follower holds it (weakly registered). The charts
+are rebuilt from those short lists, never by re-parsing the file.
+
+One thread writes a series at a time (the feed's lock); pages read it without the lock, so a train event is
+appended column by column with `train_steps` last, and a new column (another rank) arrives as a new dict:
+whoever reads `len(train_steps)` points finds them in every column.
 """
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -43,21 +51,20 @@ class RunSeries(Progress):
                 self.samples_step = int(e.get("step") or 0)
             elif kind == "eval":
                 v = e.get("eval_loss")
-                self.eval_steps.append(int(e.get("step") or 0))
                 self.eval_losses.append(float(v) if isinstance(v, (int, float)) else None)
+                self.eval_steps.append(int(e.get("step") or 0))
         return self
 
     def _add_train(self, e: dict) -> None:
         n = len(self.train_steps)
-        self.train_steps.append(int(e.get("step") or 0))
-        self.train_t.append(float(e.get("t") or 0.0))
-        for k in e:
-            name, rank = split_rank(k)
-            if rank and k not in self.metrics:  # another rank's reading, first seen now
-                self.metrics[k] = [None] * n
+        new = [k for k in e if split_rank(k)[1] and k not in self.metrics]
+        if new:  # another rank's reading, first seen now: a new dict, so no reader iterates one that grows
+            self.metrics = {**self.metrics, **{k: [None] * n for k in new}}
         for k, col in self.metrics.items():
             v = e.get(k)
             col.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+        self.train_t.append(float(e.get("t") or 0.0))
+        self.train_steps.append(int(e.get("step") or 0))  # last: the point is complete once it is counted
 
     def has(self, metric: str) -> bool:
         return any(v is not None for v in self.metrics.get(metric, ()))
@@ -68,34 +75,82 @@ class RunSeries(Progress):
         return sorted(keys, key=lambda k: split_rank(k)[1])
 
 
+class Feed:
+    """One run's events, folded once for every follower of the run (see the module's docstring)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.reader = EventReader(run_dir / EVENTS_FILE)
+        self.series = RunSeries()
+        self.version = 0  # counts up whenever the series took in new events (or started afresh)
+        self._lock = threading.Lock()
+
+    def poll(self) -> int:
+        """Take in the lines written since anyone last polled; the series' version after. A long history is
+        folded a megabyte at a time, so a page load never holds the whole file's events at once."""
+        with self._lock:
+            while True:
+                offset, generation = self.reader.offset, self.reader.generation
+                events = self.reader.read_new(max_bytes=POLL_BYTES)
+                if self.reader.generation != generation:  # the file was made again: a new run, read afresh
+                    self.series, self.version = RunSeries(), self.version + 1
+                if events:
+                    self.series.add(events)
+                    self.version += 1
+                if self.reader.offset == offset:
+                    return self.version
+
+    def __deepcopy__(self, memo) -> "Feed":
+        return self  # shared by design: a copied session state follows the same run
+
+
+_FEEDS: "weakref.WeakValueDictionary[str, Feed]" = weakref.WeakValueDictionary()
+_FEEDS_LOCK = threading.Lock()
+
+
+def feed(run_dir: str | Path) -> Feed:
+    """The app's one feed of this run, made on first use; gone once no follower holds it."""
+    run_dir = Path(run_dir)
+    key = os.path.realpath(run_dir)
+    with _FEEDS_LOCK:
+        f = _FEEDS.get(key)
+        if f is None:
+            f = _FEEDS[key] = Feed(run_dir)
+        return f
+
+
 @dataclass
 class RunFollower:
-    """One run's events followed from a byte offset, plus a cheap view of the end of its log."""
+    """One session's view of a run: the shared feed, the version of it this session last took, and a cheap
+    view of the end of the run's log (per session: each page shows the log when it changed for that page)."""
     run_dir: Path
-    reader: EventReader
-    series: RunSeries = field(default_factory=RunSeries)
+    feed: Feed
+    seen: int = -1
     _log_size: int = -1
 
     @classmethod
     def of(cls, run_dir: str | Path) -> "RunFollower":
         run_dir = Path(run_dir)
-        return cls(run_dir=run_dir, reader=EventReader(run_dir / EVENTS_FILE))
+        return cls(run_dir=run_dir, feed=feed(run_dir))
 
     @property
     def name(self) -> str:
         return self.run_dir.name
 
+    @property
+    def series(self) -> RunSeries:
+        return self.feed.series
+
+    @property
+    def reader(self) -> EventReader:
+        return self.feed.reader
+
     def poll(self) -> bool:
-        """Take in the lines written since the last poll; True when there were any. A long run's history is
-        folded a megabyte at a time, so a page load never holds the whole file's events at once."""
-        got = False
-        while True:
-            offset = self.reader.offset
-            events = self.reader.read_new(max_bytes=POLL_BYTES)
-            self.series.add(events)
-            got = got or bool(events)
-            if self.reader.offset == offset:
-                return got
+        """Take in what the run wrote since this session last asked; True when there was anything (read by
+        whichever session asked first, folded once for all)."""
+        version = self.feed.poll()
+        changed, self.seen = version != self.seen, version
+        return changed
 
     def log_tail(self, force: bool = False) -> Optional[str]:
         """The last few KB of stdout.log, or None when it has not grown since last asked (read from the end)."""

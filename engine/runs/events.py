@@ -72,16 +72,28 @@ class EventWriter:
 
 
 class EventReader:
-    """Follows an events file from its last byte offset; a half-written last line waits for the next read."""
+    """Follows an events file from its last byte offset; a half-written last line waits for the next read.
+    A file replaced or cut since the last read (a run folder deleted and made again under the same name) is
+    read again from its start, and `generation` counts up: whoever folds the events starts afresh then."""
 
     def __init__(self, path: str | Path, offset: int = 0):
         self.path = Path(path)
         self.offset = offset
+        self.generation = 0
+        self._identity: Optional[tuple] = None  # (device, inode, first bytes) of the file being followed
 
     def read_new(self, max_bytes: Optional[int] = None) -> list[dict]:
         """The whole lines added since the last read (at most about max_bytes of them: call again for more)."""
         try:
             with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                head = f.read(64)  # the first event names its time: a new file under the same name differs here
+                ident = (st.st_dev, st.st_ino, head)
+                old = self._identity
+                if old is not None and (old[:2] != ident[:2] or not head.startswith(old[2])
+                                        or self.offset > st.st_size):
+                    self.offset, self.generation = 0, self.generation + 1
+                self._identity = ident
                 f.seek(self.offset)
                 chunk = f.read() if max_bytes is None else f.read(max_bytes)
                 if max_bytes is not None and len(chunk) == max_bytes and b"\n" not in chunk:

@@ -106,7 +106,7 @@ def summarize(run_dir: Path) -> Optional[RunSummary]:
     return s
 
 
-_FOLDS: dict[str, tuple[EventReader, Progress, tuple]] = {}
+_FOLDS: dict[str, tuple[EventReader, Progress, int]] = {}
 _FOLDS_LOCK = threading.Lock()
 
 
@@ -115,23 +115,17 @@ def folded(events: Path) -> Progress:
     asked for every few seconds by each page and API client; a long run's file is megabytes). A file that was
     replaced or cut (a run folder deleted and made again) is read again from the start. Returns a copy."""
     key = str(events)
-    try:
-        st = os.stat(events)
-        with open(events, "rb") as f:
-            head = f.read(64)  # the first event names its time: a new file under the same name differs here
-    except OSError:
+    if not os.path.exists(events):
         with _FOLDS_LOCK:
             _FOLDS.pop(key, None)
         return Progress()
-    identity = (st.st_dev, st.st_ino, head)
     with _FOLDS_LOCK:
-        entry = _FOLDS.get(key)
-        if entry is None or entry[2][:2] != identity[:2] or not identity[2].startswith(entry[2][2]) \
-                or entry[0].offset > st.st_size:
-            entry = (EventReader(events), Progress(), identity)
-        reader, prog, _ = entry
-        prog.add(reader.read_new())
-        _FOLDS[key] = (reader, prog, identity)
+        reader, prog, generation = _FOLDS.get(key) or (EventReader(events), Progress(), 0)
+        new = reader.read_new()
+        if reader.generation != generation:
+            prog, generation = Progress(), reader.generation
+        prog.add(new)
+        _FOLDS[key] = (reader, prog, generation)
         return copy.deepcopy(prog)
 
 
