@@ -8,9 +8,9 @@ from webui import fields, method_panel, schedule_view, sweep_panel
 LEFT = ["train.learning_rate", "train.epochs", "train.max_steps", "train.target_steps", "train.min_epochs",
         "train.batch_size", "train.grad_accum",
         "train.optimizer", "train.scheduler", "train.warmup_ratio", "train.warmup_steps", "train.weight_decay"]
-RIGHT = ["train.max_grad_norm", "train.seed", "train.logging_steps", "train.save_steps", "train.eval_steps",
-         "train.save_total_limit", "train.gradient_checkpointing", "train.packing", "train.trained_logits_only",
-         "train.liger_kernels", "train.report_to"]
+RIGHT = ["train.max_grad_norm", "train.neftune_alpha", "train.seed", "train.logging_steps", "train.save_steps",
+         "train.eval_steps", "train.save_total_limit", "train.gradient_checkpointing", "train.packing",
+         "train.trained_logits_only", "train.liger_kernels", "train.report_to"]
 # Several GPUs or machines (torchrun); folded away: most runs use one process.
 DIST = ["distributed.nproc_per_node", "distributed.strategy", "distributed.cpu_offload", "distributed.backend",
         "distributed.nnodes", "distributed.master_addr", "distributed.master_port", "distributed.node_rank"]

@@ -134,6 +134,9 @@ class TrainConfig:
                              "warmup_ratio.", min=0)
     max_grad_norm: float = F(1.0, "Clip the gradient norm to this (0 = no clipping).", min=0.0)
     weight_decay: float = F(0.0, "AdamW weight decay.", min=0.0)
+    neftune_alpha: float = F(0.0, "NEFTune: uniform noise of this scale (alpha / sqrt(length x width)) added to the "
+                                  "input embeddings while training (the Trainer's neftune_noise_alpha); 5 is the "
+                                  "paper's value. 0 = off.", min=0.0, max=50.0, label="NEFTune noise alpha")
     seed: int = F(42, "Random seed for data order and initialisation.", min=0)
     logging_steps: int = F(1, "Write a train event every N optimizer steps.", min=1)
     save_steps: int = F(50, "Save a resumable checkpoint every N optimizer steps.", min=1)

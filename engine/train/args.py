@@ -33,6 +33,7 @@ def training_args(cfg: C.RunConfig, run_dir: Path, has_val: bool, dtype, args_cl
         warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
         max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 1e9,
         weight_decay=t.weight_decay,
+        neftune_noise_alpha=t.neftune_alpha or None,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,
