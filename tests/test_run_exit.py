@@ -138,3 +138,28 @@ def test_stop_ends_the_worker_and_its_whole_process_group_promptly(tmp_path, tin
     assert last["status"] == "stopped" and (run_dir / "checkpoints" / last["checkpoint"]).is_dir(), evts[-3:]
     assert gone_at - t0 < 60, f"Stop took {gone_at - t0:.1f} s to end the worker"
     assert gone_at - last["t"] < 15, f"the worker lived {gone_at - last['t']:.1f} s after its last event"
+
+
+def test_stop_while_the_report_card_answers_ends_the_worker_at_once_with_the_weights_kept(tmp_path, tiny_model_dir):
+    """The report card comes after the weights are saved; it can take minutes on a big model. Stop then ends
+    it between two tokens: the run is finished (its output whole), the card says it was skipped."""
+    from engine.runs.events import EventReader
+    from tests.test_faults import wait_for_event
+    cfg = _config(tmp_path / "saves", tiny_model_dir, "carded")
+    for k, v in {"report.held_out": "auto", "report.max_new_tokens": 4096}.items():  # a random model never
+        cfg = C.replace(cfg, k, v)                                                     # stops on its own
+    run_dir = launcher.start(cfg)
+    reader = EventReader(run_dir / "events.jsonl")
+    try:
+        wait_for_event(run_dir, lambda e: e.get("what") == "report card", reader=reader)
+        time.sleep(1.0)  # well into the answers
+        t0 = time.time()
+        assert launcher.stop(run_dir, wait=True)
+        gone_at = time.time()
+    finally:
+        launcher.stop(run_dir, grace_s=0, wait=True)
+    evts = read_all(run_dir / "events.jsonl")
+    card = next(e for e in evts if e.get("kind") == "report")
+    assert "skipped" in card.get("error", ""), card
+    assert evts[-1]["status"] == "finished" and (run_dir / evts[-1]["output"] / "adapter_config.json").is_file()
+    assert gone_at - t0 < 20, f"Stop took {gone_at - t0:.1f} s to end the worker answering its report card"

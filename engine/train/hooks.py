@@ -2,6 +2,7 @@
 engine.runs.metrics), and a clean stop (checkpoint, then exit) on SIGTERM / SIGINT. Heavy."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 
@@ -12,11 +13,18 @@ from engine.runs.events import EventWriter
 from engine.train import ranks as distributed
 
 
+class StopRequested(Exception):
+    """Raised by a stop signal inside `StopFlag.at_once()`: work that has nothing to save ends now."""
+
+
 class StopFlag:
-    """Set by SIGTERM / SIGINT; the training loop checks it after every optimizer step."""
+    """Set by SIGTERM / SIGINT; the training loop checks it after every optimizer step. Inside `at_once()`
+    (the report card, after the weights are saved) a stop signal raises StopRequested instead, between two
+    generated tokens: nothing there is worth waiting for."""
 
     def __init__(self):
         self.signal: int | None = None
+        self._at_once = False
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -26,6 +34,19 @@ class StopFlag:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.signal = signum
+        if self._at_once:
+            self._at_once = False  # raised once, wherever the main thread is
+            raise StopRequested
+
+    @contextlib.contextmanager
+    def at_once(self):
+        if self.set:
+            raise StopRequested
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
 
     @property
     def set(self) -> bool:

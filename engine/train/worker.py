@@ -227,25 +227,32 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     if not distributed.is_main():
         return 0
     if distributed.world_size() <= 1:
-        report_card(cfg, trainer.model, tokenizer, path, run_dir, events, step)
+        report_card(cfg, trainer.model, tokenizer, path, run_dir, events, step, flag)
     events.status("finished", step, output=str(final.relative_to(run_dir)), **telemetry.memory())
     return 0
 
 
 def report_card(cfg: C.RunConfig, model, tokenizer, base_path: str, run_dir: Path, events: EventWriter,
-                step: int) -> None:
+                step: int, flag) -> None:
     """Answer the held-out questions (tuned and base) and measure drift: report.json and a `report` event. The
-    weights are already saved, so a failure here is reported on the card and never fails the run."""
+    weights are already saved, so a failure here is reported on the card and never fails the run; Stop (or
+    Ctrl-C) while it answers ends it between two tokens, the card saying it was skipped."""
     from engine.data import held_out
     from engine.evaluate import report_card as card
     from engine.modeling.stop_tokens import stop_token_ids
+    from engine.train.hooks import StopRequested
     name = held_out.source(cfg)
     if name is None:
         return
-    events.status("running", step, what="report card", held_out=name)
-    print(f"report card: answering the held-out questions of {name} (tuned and base)", flush=True)
     try:
-        card.write(cfg, model, tokenizer, base_path, run_dir, events, step, stop_token_ids(tokenizer))
+        with flag.at_once():
+            events.status("running", step, what="report card", held_out=name)
+            print(f"report card: answering the held-out questions of {name} (tuned and base)", flush=True)
+            card.write(cfg, model, tokenizer, base_path, run_dir, events, step, stop_token_ids(tokenizer))
+    except StopRequested:
+        print("report card skipped: stopped by request (the trained weights are saved)", flush=True)
+        events.write("report", step, error="the report card was skipped: the run was stopped while it answered "
+                                           "(the trained weights are saved)")
     except Exception as e:  # noqa: BLE001  (the run itself succeeded)
         traceback.print_exc()
         events.write("report", step, error=f"the report card could not be made: {type(e).__name__}: {e}")
