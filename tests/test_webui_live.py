@@ -29,15 +29,15 @@ def test_the_follower_reads_only_new_lines_and_waits_for_half_written_ones(tmp_p
           train_event(1, 2.0))
     f = RunFollower.of(tmp_path)
     assert f.poll() is True
-    assert f.series.train_steps == [1] and f.series.total_steps == 10
+    assert list(f.series.train_steps) == [1] and f.series.total_steps == 10
     offset = f.reader.offset
     assert f.poll() is False and f.reader.offset == offset  # nothing new, nothing re-read
     write(events, train_event(2, 1.8), partial='{"t": 3, "step": 3, "kind": "tra')
     assert f.poll() is True
-    assert f.series.train_steps == [1, 2] and f.series.metrics["loss"] == [2.0, 1.8]
+    assert list(f.series.train_steps) == [1, 2] and f.series.values("loss") == [2.0, 1.8]
     write(events, partial='in", "loss": 1.5}\n')
     f.poll()
-    assert f.series.train_steps == [1, 2, 3] and f.series.metrics["loss"][-1] == 1.5
+    assert list(f.series.train_steps) == [1, 2, 3] and f.series.metrics["loss"][-1] == 1.5
 
 
 def test_the_loss_chart_gains_a_point_per_logged_step_with_smoothing_and_eval():
@@ -58,7 +58,7 @@ def test_a_long_history_is_folded_in_pieces_with_nothing_lost_or_repeated(tmp_pa
     write(events, *[train_event(i, 3.0 - i / 1000) for i in range(1, 1201)], partial='{"t": 1, "step": 1201, "ki')
     f = RunFollower.of(tmp_path)
     assert f.poll() is True
-    assert f.series.train_steps == list(range(1, 1201))
+    assert list(f.series.train_steps) == list(range(1, 1201))
     assert f.poll() is False
     write(events, partial='nd": "train", "loss": 1.0}\n')
     assert f.poll() is True and f.series.train_steps[-1] == 1201 and len(f.series.train_steps) == 1201
@@ -66,7 +66,7 @@ def test_a_long_history_is_folded_in_pieces_with_nothing_lost_or_repeated(tmp_pa
     del f  # its feed goes with it: the next follower reads the file afresh
     g = RunFollower.of(tmp_path)
     assert g.reader.offset == 0
-    assert g.poll() is True and g.series.train_steps == list(range(1, 1202))
+    assert g.poll() is True and list(g.series.train_steps) == list(range(1, 1202))
 
 
 def test_a_long_run_draws_a_bounded_number_of_points_ending_at_its_newest_step():
@@ -83,7 +83,7 @@ def test_a_long_run_draws_a_bounded_number_of_points_ending_at_its_newest_step()
             for trace in fig.data:
                 assert len(trace.x) <= charts.MAX_POINTS and trace.x[-1] == n, (trace.name, len(trace.x))
         smoothed = {t.name: t for t in figs[0].data}["smoothed"]
-        assert smoothed.y[-1] == charts.smooth(s.metrics["loss"])[-1]
+        assert smoothed.y[-1] == charts.smooth(s.values("loss"))[-1]
         sizes[n] = sum(len(f.to_json()) for f in figs)
     assert sizes[20_000] < 1.2 * sizes[2_000], sizes
 
@@ -196,4 +196,19 @@ def test_a_run_folder_made_again_under_the_same_name_is_followed_afresh(tmp_path
     write(events, {"t": 5.0, "step": 0, "kind": "status", "status": "running", "total_steps": 3},
           train_event(1, 0.5, t=2000.0))
     assert f.poll() is True
-    assert f.series.train_steps == [1] and f.series.total_steps == 3 and f.series.metrics["loss"] == [0.5]
+    assert list(f.series.train_steps) == [1] and f.series.total_steps == 3 and f.series.values("loss") == [0.5]
+
+
+def test_a_long_runs_series_costs_a_few_bytes_per_step():
+    """The app holds every followed run's series for as long as a page shows it: a 40,000-step run must not
+    cost megabytes per thousand steps (a list of Python floats per metric did: ~310 bytes a step)."""
+    import tracemalloc
+    events = [train_event(i, 2.0 - i / 1e5, t=1000.0 + i) for i in range(1, 40_001)]
+    tracemalloc.start()
+    try:
+        s = RunSeries().add(events)
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(s.train_steps) == 40_000 and s.latest("loss") == events[-1]["loss"]
+    assert size / 40_000 < 80, f"{size / 40_000:.0f} bytes per step"

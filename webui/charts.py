@@ -12,22 +12,22 @@ from typing import Iterable, Optional
 import plotly.graph_objects as go
 
 from engine.runs.metrics import CHARTS, METRICS, Chart, on_chart, split_rank
-from webui.live import RunSeries
+from webui.live import SMOOTHING, RunSeries
 
 CHART = {c.name: c for c in CHARTS}
 
-SMOOTHING = 0.6  # TensorBoard-style exponential moving average weight
 HEIGHT = 290
 MAX_POINTS = 1000
 COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"]
 
 
-def smooth(values: list[Optional[float]], weight: float = SMOOTHING) -> list[Optional[float]]:
-    """Debiased exponential moving average; gaps (None) stay gaps and do not reset the average."""
+def smooth(values: Iterable[Optional[float]], weight: float = SMOOTHING) -> list[Optional[float]]:
+    """Debiased exponential moving average; gaps (None or NaN) stay gaps and do not reset the average. (A live
+    series keeps its loss smoothed this way as steps arrive: RunSeries.loss_smoothed.)"""
     out: list[Optional[float]] = []
     avg, norm = 0.0, 0.0
     for v in values:
-        if v is None:
+        if v is None or v != v:
             out.append(None)
             continue
         avg = weight * avg + (1 - weight) * v
@@ -36,16 +36,14 @@ def smooth(values: list[Optional[float]], weight: float = SMOOTHING) -> list[Opt
     return out
 
 
-def thin(steps: list, *columns: list) -> tuple[list, ...]:
-    """At most MAX_POINTS of a line's points: every k-th, the last always kept."""
-    n = len(steps)
-    if n <= MAX_POINTS:
-        return (steps, *columns)
-    stride = -(-n // MAX_POINTS)
-    keep = list(range(0, n, stride))
-    if keep[-1] != n - 1:
-        keep[-1] = n - 1  # the newest step is what a live chart must show
-    return tuple([col[i] for i in keep] for col in (steps, *columns))
+def thin(steps, *columns) -> tuple[list, ...]:
+    """At most MAX_POINTS of a line's points (every k-th, the last always kept), as lists with None for a
+    step that did not log the value (NaN in a series' packed column)."""
+    n = len(steps)  # read once: a column may gain a point meanwhile (another page's poll), never lose one
+    idx = list(range(0, n, max(1, -(-n // MAX_POINTS))))
+    if idx and idx[-1] != n - 1:
+        idx[-1] = n - 1  # the newest step is what a live chart must show
+    return tuple([None if (v := col[i]) != v else v for i in idx] for col in (steps, *columns))
 
 
 def _mode(n: int) -> str:
@@ -87,9 +85,8 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
     has_any = (series is not None and series.has("loss")) or any(s.has("loss") for _, s in overlays)
     fig = _figure(CHART["loss"].title, CHART["loss"].y_title, empty=not has_any)
     if series is not None and series.has("loss"):
-        raw = series.metrics["loss"]
-        steps, raw_drawn, smoothed = thin(series.train_steps, raw, smooth(raw))
-        fig.add_trace(go.Scatter(x=steps, y=raw_drawn, name="loss", mode=_mode(len(raw)),
+        steps, raw_drawn, smoothed = thin(series.train_steps, series.metrics["loss"], series.loss_smoothed)
+        fig.add_trace(go.Scatter(x=steps, y=raw_drawn, name="loss", mode=_mode(len(series.train_steps)),
                                  line=dict(color=COLORS[0], width=1), opacity=0.35, marker=dict(size=4)))
         fig.add_trace(go.Scatter(x=steps, y=smoothed, name="smoothed", mode="lines",
                                  line=dict(color=COLORS[0], width=2.5)))
@@ -99,7 +96,7 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
     for i, (other, s) in enumerate(overlays):
         if not s.has("loss"):
             continue
-        steps, smoothed = thin(s.train_steps, smooth(s.metrics["loss"]))
+        steps, smoothed = thin(s.train_steps, s.loss_smoothed)
         fig.add_trace(go.Scatter(x=steps, y=smoothed, name=other, mode="lines",
                                  line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
     _whole_steps(fig, _last_step(series, *(s for _, s in overlays)))
@@ -116,20 +113,21 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
     if not drawn:
         return fig
     mode = _mode(len(series.train_steps))
+    values = []
     for m in drawn:
         color = COLORS[METRICS.index(m) % len(COLORS)]
         ranks = series.other_ranks(m.name)
         # connectgaps: a metric logged only on some steps (grpo's rewards, when a batch is reused) is one line
-        steps, values = thin(series.train_steps, series.metrics[m.name])
-        fig.add_trace(go.Scatter(x=steps, y=values, mode=mode, connectgaps=True,
+        steps, ys = thin(series.train_steps, series.metrics[m.name])
+        values += [v for v in ys if v is not None]
+        fig.add_trace(go.Scatter(x=steps, y=ys, mode=mode, connectgaps=True,
                                  name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
         for key in ranks:  # several processes: one thinner line per other rank
-            steps, values = thin(series.train_steps, series.metrics[key])
-            fig.add_trace(go.Scatter(x=steps, y=values, mode=mode,
+            steps, ys = thin(series.train_steps, series.metrics[key])
+            fig.add_trace(go.Scatter(x=steps, y=ys, mode=mode,
                                      name=f"{m.label} (rank {split_rank(key)[1]})",
                                      line=dict(color=color, width=1, dash="dot")))
-    values = [v for m in drawn for v in series.metrics[m.name] if v is not None]
-    if chart.name == "lr" and max(values) == min(values):
+    if chart.name == "lr" and values and max(values) == min(values):
         fig.update_yaxes(range=[0, max(values) * 1.5 or 1.0])  # a constant schedule would sit at 0 in [-1, 1]
     elif chart.name != "lr":
         fig.update_yaxes(rangemode="tozero")

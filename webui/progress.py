@@ -2,6 +2,7 @@
 reason in plain words (HTML for gr.HTML)."""
 from __future__ import annotations
 
+import bisect
 import html
 import time
 from typing import Optional
@@ -27,11 +28,11 @@ def eta_seconds(series: RunSeries) -> Optional[float]:
     """Time left at the pace of this attempt's logged steps; None until that pace is known."""
     if not series.total_steps or len(series.train_steps) < 2 or series.ended:
         return None
-    pts = [(s, t) for s, t in zip(series.train_steps, series.train_t)
-           if series.attempt_t is None or t >= series.attempt_t]
-    if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
+    n = len(series.train_steps)
+    first = 0 if series.attempt_t is None else bisect.bisect_left(series.train_t, series.attempt_t, 0, n)
+    if n - first < 2 or series.train_steps[n - 1] <= series.train_steps[first]:
         return None
-    rate = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+    rate = (series.train_t[n - 1] - series.train_t[first]) / (series.train_steps[n - 1] - series.train_steps[first])
     return max(0.0, (series.total_steps - series.step) * rate)
 
 
@@ -55,7 +56,7 @@ def progress_html(name: Optional[str], series: Optional[RunSeries], now: Optiona
     elapsed = (end - start) if (start is not None and end is not None) else None
     eta = eta_seconds(series)
     steps = f"step {series.step} / {total}" if total else f"step {series.step}"
-    loss = next((v for v in reversed(series.metrics["loss"]) if v is not None), None)
+    loss = series.latest("loss")
     parts = [
         f"<span class='ws-badge' style='background:{color}'>{html.escape(status)}</span>",
         f"<b>{html.escape(name)}</b>",

@@ -39,7 +39,7 @@ def find(saves: Path) -> list[runs.RunSummary]:
 
 def with_live_row(table: list[list], name: str, series: RunSeries) -> list[list]:
     """The table with the watched run's row brought up to date from its series (no file is re-read)."""
-    loss = next((v for v in reversed(series.metrics["loss"]) if v is not None), None)
+    loss = series.latest("loss")
     out = []
     for row in table:
         if row[0] == name:

@@ -17,6 +17,8 @@ two on a busy machine), so a closed page looked alive and was kept for ever.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import datetime
 import re
 import threading
@@ -150,3 +152,22 @@ class Workbench(gr.Blocks):
             with holder.lock:
                 holder.session_data.pop(session, None)
                 holder.time_last_used.pop(session, None)
+        await asyncio.to_thread(give_back_free_memory)
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_free_memory() -> None:
+    """Hand the heap's free pages back to the system once a closed page's objects are gone. glibc keeps freed
+    memory in per-thread arenas (Gradio answers events from a pool of threads, each building figures), so
+    without this the app's resident size stays at the high-water mark of every thread that ever drew a page."""
+    if _TRIM is not None:
+        _TRIM(0)
