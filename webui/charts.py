@@ -3,7 +3,8 @@
 (learning rate, throughput, memory with one line per rank). Figures are rebuilt from short in-memory
 lists on each change; nothing here touches the events file. A line draws at most MAX_POINTS points (every
 k-th step and always the last, as TensorBoard keeps 1,000 per scalar): a page's figures, and what building
-them costs at each tick, stay the same size however long the run (smoothing is computed on every step first).
+them costs at each tick, stay the same size however long the run (the smoothed loss is the series' own, kept
+over every step as they arrive: RunSeries.loss_smoothed).
 """
 from __future__ import annotations
 
@@ -12,28 +13,13 @@ from typing import Iterable, Optional
 import plotly.graph_objects as go
 
 from engine.runs.metrics import CHARTS, METRICS, Chart, on_chart, split_rank
-from webui.live import SMOOTHING, RunSeries
+from webui.live import RunSeries
 
 CHART = {c.name: c for c in CHARTS}
 
 HEIGHT = 290
 MAX_POINTS = 1000
 COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"]
-
-
-def smooth(values: Iterable[Optional[float]], weight: float = SMOOTHING) -> list[Optional[float]]:
-    """Debiased exponential moving average; gaps (None or NaN) stay gaps and do not reset the average. (A live
-    series keeps its loss smoothed this way as steps arrive: RunSeries.loss_smoothed.)"""
-    out: list[Optional[float]] = []
-    avg, norm = 0.0, 0.0
-    for v in values:
-        if v is None or v != v:
-            out.append(None)
-            continue
-        avg = weight * avg + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out.append(avg / norm)
-    return out
 
 
 def thin(steps, *columns) -> tuple[list, ...]:
