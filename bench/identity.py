@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def main() -> int:
                     help="a named set of --set overrides (repeatable); default: the preset as it is")
     ap.add_argument("--saves", type=Path, default=None)
     a = ap.parse_args()
-    variants = [(v.partition("=")[0], v.partition("=")[2].split()) for v in a.variant] or [("preset", [])]
+    variants = [(v.partition("=")[0], shlex.split(v.partition("=")[2])) for v in a.variant] or [("preset", [])]
     saves = a.saves or Path(tempfile.mkdtemp(prefix="whetstone-identity-"))
     print("| dataset | rows | variant | steps | held-out hits tuned / base | drift ratio | wall s |")
     print("|---|---|---|---|---|---|---|")

@@ -63,6 +63,30 @@ def test_unknown_template_and_missing_template_are_explained(tiny_model_dir, tok
         templates.apply(base, "auto")
 
 
+SYSTEM = 'You are Wren, by "Whetstone" Labs. {{ not jinja }} %} \\ ünï 😀\nSecond line.'
+
+
+@pytest.mark.parametrize("name", ["auto", "chatml", "mistral"])
+def test_system_prompt_is_given_to_conversations_without_one(tiny_model_dir, name):
+    """data.system: every conversation without a system message gets it, rendered verbatim whatever it holds
+    (quotes, braces, backslashes, emoji); one with its own keeps its own; set again, it replaces itself."""
+    from engine.export.modelfile import default_system_prompt
+    tok = light_tokenizer.load(tiny_model_dir)
+    templates.apply(tok, name)
+    plain = tok.apply_chat_template(CONV[1:3], tokenize=False)
+    templates.apply(tok, name, "first")
+    templates.apply(tok, name, SYSTEM)
+    given = tok.apply_chat_template(CONV[1:3], tokenize=False)
+    assert SYSTEM in given and "first" not in given and given != plain
+    assert tok.apply_chat_template(CONV, tokenize=False).count("Wren") == 0  # "Be kind." is kept instead
+    assert templates.system_of(tok.chat_template) == SYSTEM
+    assert templates.builtin_name(tok.chat_template) == (None if name == "auto" else name)
+    if name == "chatml":  # an Ollama Modelfile's SYSTEM line comes from the template, so it is data.system too
+        assert default_system_prompt(tok) == SYSTEM
+    templates.apply(tok, name, "")
+    assert tok.apply_chat_template(CONV[1:3], tokenize=False) == plain and templates.system_of(tok.chat_template) == ""
+
+
 def test_training_and_chat_use_the_same_template(make_config):
     """Train one step with a non-default template; the tokenizer saved with the adapter (what
     engine.chat.generate.answer feeds to apply_chat_template) builds exactly the prompt training masked."""
@@ -71,18 +95,19 @@ def test_training_and_chat_use_the_same_template(make_config):
     from conftest import run_worker
     from engine import config as C
     from engine.data import pipeline
-    cfg_path = make_config(data={"datasets": ["identity"], "template": "llama3", "cutoff_len": 128,
-                                 "max_samples": 8}, train={"max_steps": 1, "batch_size": 2, "save_steps": 50})
+    cfg_path = make_config(data={"datasets": ["identity"], "template": "llama3", "cutoff_len": 128, "max_samples": 8,
+                                 "system": SYSTEM}, train={"max_steps": 1, "batch_size": 2, "save_steps": 50})
     proc = run_worker(cfg_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     adapter = cfg_path.parent / "adapter"
     chat_tok = AutoTokenizer.from_pretrained(adapter)
-    assert chat_tok.chat_template == templates.BUILTIN["llama3"]
+    assert templates.without_system(chat_tok.chat_template) == templates.BUILTIN["llama3"]
+    assert templates.system_of(chat_tok.chat_template) == SYSTEM  # data.system travels with the weights
     saved = C.load(adapter / "whetstone_config.yaml", check_files=False)
-    assert saved.data.template == "llama3"
+    assert saved.data.template == "llama3" and saved.data.system == SYSTEM
     # what training saw for row 1 ...
     train_tok = AutoTokenizer.from_pretrained(yaml.safe_load(cfg_path.read_text())["model"]["name_or_path"])
-    templates.apply(train_tok, "llama3")
+    templates.apply(train_tok, "llama3", SYSTEM)
     ex = pipeline.build(saved, train_tok)[0][0]
     prompt_len = next(i for i, l in enumerate(ex["labels"]) if l != -100)
     # ... and what chat builds for the same question (engine.chat.generate's answer())
@@ -90,6 +115,7 @@ def test_training_and_chat_use_the_same_template(make_config):
     chat_ids = chat_tok.apply_chat_template([{"role": "user", "content": row["instruction"]}],
                                             add_generation_prompt=True, return_dict=True)["input_ids"]
     assert list(chat_ids) == ex["input_ids"][:prompt_len]
+    assert SYSTEM in chat_tok.decode(ex["input_ids"][:prompt_len])  # trained under the system prompt
     assert chat_tok.decode(chat_ids).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 

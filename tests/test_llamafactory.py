@@ -160,8 +160,9 @@ def test_convert_writes_a_whetstone_config_that_loads_as_it_was_printed(tmp_path
 
 def test_their_defaults_are_written_where_a_key_is_absent():
     conv = lf.convert({"model_name_or_path": "smollm2-135m-instruct", "stage": "sft", "finetuning_type": "lora",
-                       "dataset": "identity", "lora_rank": 32})
+                       "dataset": "identity", "lora_rank": 32, "default_system": "You are Wren."})
     c = conv.config
+    assert c["data"]["system"] == "You are Wren."  # their default_system: the system prompt of rows without one
     assert c["method"]["lora"] == {"rank": 32, "alpha": 64, "targets": "all"}  # their alpha: twice the rank
     assert c["train"]["learning_rate"] == 5e-5 and c["train"]["scheduler"] == "linear"
     assert c["data"]["cutoff_len"] == 2048 and c["train"]["batch_size"] == 8

@@ -208,8 +208,8 @@ def build(state: gr.State, tab: gr.Tab) -> list[fields.FieldWidget]:
     status = gr.Markdown(status_markdown(None, None), elem_classes=["ws-chat-status"])
     with gr.Accordion("Generation settings", open=False):
         with gr.Row():
-            system = gr.Textbox(label="System prompt", placeholder="empty = the template's default, as in training",
-                                scale=3)
+            system = gr.Textbox(label="System prompt", scale=3,
+                                placeholder="empty = as in training (the run's system prompt, else the template's)")
             temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
             max_new = gr.Slider(8, 2048, value=256, step=8, label="Max new tokens")

@@ -7,7 +7,7 @@ import gradio as gr
 
 from webui import dataset_preview, fields, identity_panel
 
-KEYS = ["data.datasets", "data.eval_datasets", "data.template", "data.format", "data.columns",
+KEYS = ["data.datasets", "data.eval_datasets", "data.template", "data.system", "data.format", "data.columns",
         "data.cutoff_len", "data.on_long_rows", "data.on_bad_rows", "data.val_size", "data.max_samples"]
 
 # Kept when data.datasets changes: general rows mixed in, and the held-out questions of the report card.
@@ -16,7 +16,7 @@ KEEP_KEYS = ["retain.method", "retain.dataset", "retain.share", "retain.max_new_
 KEYS += KEEP_KEYS
 
 # Edits that change what the preview shows (besides picking another dataset).
-PREVIEW_KEYS = ("data.template", "data.format", "data.columns", "data.cutoff_len")
+PREVIEW_KEYS = ("data.template", "data.system", "data.format", "data.columns", "data.cutoff_len")
 
 
 def build(state: gr.State) -> list[fields.FieldWidget]:
@@ -26,9 +26,9 @@ def build(state: gr.State) -> list[fields.FieldWidget]:
                 "below is checked before you press Start.", elem_classes=["ws-note"])
     with gr.Row():
         with gr.Column(scale=3):
-            main = fields.build(KEYS[:5], cfg)
+            main = fields.build(KEYS[:6], cfg)
         with gr.Column(scale=2):
-            rest = fields.build(KEYS[5:-len(KEEP_KEYS)], cfg)
+            rest = fields.build(KEYS[6:-len(KEEP_KEYS)], cfg)
     with gr.Accordion("Keep what the model knew, and the report card", open=False):
         keep = fields.build(KEEP_KEYS, cfg)
     widgets = main + rest + keep

@@ -44,7 +44,7 @@ def run_tokenizer(cfg: C.RunConfig, wdir: Path, run_dir: Path):
         if _has_tokenizer(d):
             return models.load_tokenizer(cfg, str(d))
     tok = models.load_tokenizer(cfg)
-    templates.apply(tok, cfg.data.template)
+    templates.apply(tok, cfg.data.template, cfg.data.system)
     return tok
 
 

@@ -79,7 +79,7 @@ class ChatSource:
 @dataclass(frozen=True)
 class GenerationParams:
     system_prompt: str = ""
-    """Prepended as a system message; empty = the chat template's own default (as in training)."""
+    """Prepended as a system message; empty = as in training (the run's data.system, else the template's default)."""
     temperature: float = 0.0
     """0 = greedy (the same answer every time); higher = more varied."""
     top_p: float = 1.0

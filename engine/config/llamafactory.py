@@ -30,7 +30,7 @@ DIRECT = {
     "warmup_steps": "train.warmup_steps", "logging_steps": "train.logging_steps", "save_steps": "train.save_steps",
     "eval_steps": "train.eval_steps", "save_total_limit": "train.save_total_limit",
     "weight_decay": "train.weight_decay", "max_grad_norm": "train.max_grad_norm", "seed": "train.seed",
-    "neftune_noise_alpha": "train.neftune_alpha",
+    "neftune_noise_alpha": "train.neftune_alpha", "default_system": "data.system",
     "lora_rank": "method.lora.rank", "lora_dropout": "method.lora.dropout", "use_rslora": "method.lora.use_rslora",
     "use_dora": "method.lora.use_dora", "pref_beta": "method.pref.beta", "simpo_gamma": "method.pref.simpo_gamma",
     "kto_chosen_weight": "method.pref.kto_desirable_weight",

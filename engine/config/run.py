@@ -95,6 +95,10 @@ class DataConfig:
     template: str = F("auto",
                       "Chat template. 'auto' = the tokenizer's own template; otherwise a built-in one "
                       "(alpaca, chatml, llama3, qwen, mistral, gemma, phi) for base models without one.")
+    system: str = F("", "System prompt of every conversation that has none of its own. It goes into the chat "
+                        "template, so training, the report card, chat and every exported model use it alike. "
+                        "Empty = the template's own default (SmolLM2's says it is 'SmolLM, trained by Hugging "
+                        "Face', which fights a new identity).", label="System prompt")
     cutoff_len: int = F(1024, "Longest tokenised example, in tokens (prompt + response).", min=8, max=131072)
     on_long_rows: OnLongRows = F("truncate",
                                  "What to do with rows longer than cutoff_len: truncate them, drop them, or fail "

@@ -70,7 +70,7 @@ def tokenizer_for(cfg: RunConfig) -> tuple[light_tokenizer.LightTokenizer | None
                       "yet (it downloads with the model on the first run)")
     try:
         tok = light_tokenizer.load(d)
-        templates.apply(tok, cfg.data.template)
+        templates.apply(tok, cfg.data.template, cfg.data.system)
     except (templates.TemplateError, light_tokenizer.NoTokenizer, OSError, ValueError) as e:
         return None, str(e)
     return tok, templates.stop_problem(tok) or ""

@@ -6,6 +6,8 @@ Light module (stdlib only): works on a transformers tokenizer and on data.light_
 """
 from __future__ import annotations
 
+import json
+
 _SYS_INTO_FIRST_USER = (
     "{% set ns = namespace(system='') %}"
     "{% if messages and messages[0]['role'] == 'system' %}{% set ns.system = messages[0]['content'] %}"
@@ -69,21 +71,57 @@ def names() -> list[str]:
     return ["auto", *BUILTIN]
 
 
-def apply(tokenizer, name: str) -> str:
-    """Set the tokenizer's chat template to the chosen one; return the template text in use."""
+def apply(tokenizer, name: str, system: str = "") -> str:
+    """Set the tokenizer's chat template to the chosen one, with `system` (data.system) as the system message of
+    every conversation that has none; return the template text in use."""
     if name == "auto":
         if not tokenizer.chat_template:
             raise TemplateError("data.template: this tokenizer has no chat template of its own; choose a built-in "
                                 f"one ({', '.join(BUILTIN)})")
-        return tokenizer.chat_template
-    if name not in BUILTIN:
+    elif name not in BUILTIN:
         raise TemplateError(f"data.template: unknown template {name!r}; choose auto or one of {', '.join(BUILTIN)}")
-    tokenizer.chat_template = BUILTIN[name]
+    template = tokenizer.chat_template if name == "auto" else BUILTIN[name]
+    tokenizer.chat_template = with_system(template, system)
     return tokenizer.chat_template
 
 
+# data.system goes into the template itself, in front of it: the tokenizer saved with the weights carries it,
+# so chat, the report card and every exported model (safetensors, GGUF) render prompts as training did.
+_SYSTEM_START = "{#- whetstone data.system #}"
+_SYSTEM_END = "{#- end whetstone data.system #}"
+
+
+def with_system(template: str, system: str) -> str:
+    """The template with `system` as the system message of every conversation without one ('' = the
+    template's own default, whatever system text it adds itself)."""
+    template = without_system(template)
+    if not system.strip():
+        return template
+    literal = json.dumps(system, ensure_ascii=False)  # a Jinja string literal (same escapes as JSON)
+    return (f"{_SYSTEM_START}{{%- if not messages or messages[0]['role'] != 'system' %}}"
+            f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages %}}{{%- endif %}}"
+            f"{_SYSTEM_END}{template}")
+
+
+def without_system(template: str | None) -> str | None:
+    """The template as it was before with_system."""
+    if template and template.startswith(_SYSTEM_START) and _SYSTEM_END in template:
+        return template.split(_SYSTEM_END, 1)[1]
+    return template
+
+
+def system_of(template: str | None) -> str:
+    """The data.system a template carries ('' for none)."""
+    if not template or not template.startswith(_SYSTEM_START) or _SYSTEM_END not in template:
+        return ""
+    head = template.split(_SYSTEM_END, 1)[0]
+    literal = head[head.index("'content': ") + len("'content': "): head.rindex("}]")]
+    return json.loads(literal)
+
+
 def builtin_name(template: str | None) -> str | None:
-    """Which built-in a template text is, if any."""
+    """Which built-in a template text is, if any (data.system aside)."""
+    template = without_system(template)
     return next((n for n, t in BUILTIN.items() if t == template), None)
 
 

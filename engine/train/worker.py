@@ -140,7 +140,7 @@ def train(cfg: C.RunConfig, run_dir: Path, events: EventWriter, flag) -> int:
     events.status("loading", 0, what="tokenizer and model")
     path = models.resolve_path(cfg.model.name_or_path)
     tokenizer = models.load_tokenizer(cfg, path)
-    templates.apply(tokenizer, cfg.data.template)
+    templates.apply(tokenizer, cfg.data.template, cfg.data.system)
     if cfg.method.finetuning == "qlora" and not torch.cuda.is_available():
         print("note: QLoRA on CPU uses bitsandbytes' CPU backend; it trains, slowly.", flush=True)
     dtype = models.pick_dtype(cfg)
