@@ -171,12 +171,18 @@ def test_their_defaults_are_written_where_a_key_is_absent():
     assert any("lr_scheduler_type: not set" in n for n in conv.notes)
 
 
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
 @pytest.mark.parametrize("template,expect,same", [("chatml", "chatml", True), ("llama3", "llama3", True),
-                                                   ("qwen", "qwen", False), ("mistral", "mistral", False),
+                                                   ("qwen", "auto", True), ("mistral", "mistral", False),
                                                    ("empty", None, False)])
 def test_their_templates_map_to_ours_and_differences_are_said(template, expect, same, default_model_dir):
+    """qwen: SmolLM2's own ChatML template writes what theirs does once their default system prompt is
+    data.system (the model's own default names SmolLM instead)."""
     conv = lf.convert({"model_name_or_path": str(default_model_dir), "stage": "sft", "dataset": "identity",
                        "template": template})
+    assert conv.config["data"].get("system", "") == (QWEN_SYSTEM if template == "qwen" else "")
     if expect is None:
         assert [e for e in conv.errors if e.startswith(f"template: template {template!r}: no Whetstone template")]
         return
@@ -185,6 +191,12 @@ def test_their_templates_map_to_ours_and_differences_are_said(template, expect, 
     assert any(s.startswith(f"template {template!r} -> {expect!r}") for s in said), said
     if not same:
         assert any("differs: theirs" in w for w in conv.warnings)
+
+
+def test_their_default_system_wins_over_the_templates_default(default_model_dir):
+    conv = lf.convert({"model_name_or_path": str(default_model_dir), "stage": "sft", "dataset": "identity",
+                       "template": "qwen", "default_system": "You are Wren."})
+    assert conv.config["data"]["system"] == "You are Wren." and conv.config["data"]["template"] == "auto"
 
 
 def test_an_auto_template_is_chosen_when_the_models_own_renders_the_same(tmp_path, default_model_dir):

@@ -158,6 +158,8 @@ def _template(c: Conversion, name: str) -> None:
                             "alpaca, chatml, llama3, qwen, mistral, gemma, phi")
         return
     c.set("data.template", choice.name)
+    if choice.system and not c.get("data.system", ""):  # their default_system, when given, wins
+        c.set("data.system", choice.system)
     (c.notes if choice.same else c.warnings).append(choice.note + ("" if choice.same else seen))
 
 

@@ -93,6 +93,7 @@ class TemplateChoice:
     name: str                 # what data.template becomes
     same: bool                # renders exactly as LLaMA-Factory's template does
     note: str                 # what was compared, and what differs
+    system: str = ""          # what data.system becomes: their default system prompt, where ours needs it
 
 
 def _first_difference(a: str, b: str) -> str:
@@ -118,10 +119,13 @@ def choose(lf_name: str, model_dir: Optional[Path]) -> Optional[TemplateChoice]:
             pass
     theirs = [render_lf(t, m, special["bos_token"], special["eos_token"]) for m in REFERENCE]
     candidates = ([("auto", own)] if own else []) + list(templates.BUILTIN.items())
-    for name, text in candidates:
-        if [_render_jinja(text, m, special) for m in REFERENCE] == theirs:
-            what = "the model's own chat template" if name == "auto" else f"Whetstone's {name!r}"
-            return TemplateChoice(name, True, f"template {lf_name!r} -> {name!r}: {what} writes exactly the same text")
+    for system in ("", t.default_system) if t.default_system else ("",):  # a plain match first
+        for name, text in candidates:
+            if [_render_jinja(templates.with_system(text, system), m, special) for m in REFERENCE] == theirs:
+                what = "the model's own chat template" if name == "auto" else f"Whetstone's {name!r}"
+                with_ = f" with data.system {system!r} (their default system prompt)" if system else ""
+                return TemplateChoice(name, True, f"template {lf_name!r} -> {name!r}{with_}: {what} writes exactly "
+                                                  "the same text", system)
     if not t.nearest:
         return TemplateChoice("", False, f"template {lf_name!r}: no Whetstone template writes the same text")
     mine = [_render_jinja(templates.BUILTIN[t.nearest], m, special) or "" for m in REFERENCE]
