@@ -20,6 +20,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import datetime
+import gc
 import re
 import threading
 from collections import Counter
@@ -166,8 +167,12 @@ _TRIM = _malloc_trim()
 
 
 def give_back_free_memory() -> None:
-    """Hand the heap's free pages back to the system once a closed page's objects are gone. glibc keeps freed
-    memory in per-thread arenas (Gradio answers events from a pool of threads, each building figures), so
-    without this the app's resident size stays at the high-water mark of every thread that ever drew a page."""
+    """Free a closed page's objects now and hand the heap's free pages back to the system. A session's copy of
+    the page (Gradio's blocks and their config) is a web of reference cycles: left to the collector's schedule
+    it waits for a full collection, which comes rarer as the heap grows, and meanwhile new objects are placed
+    between the dead ones. glibc keeps freed memory in per-thread arenas (Gradio answers events from a pool of
+    threads, each building figures), so without the trim the app's resident size stays at the high-water mark
+    of every thread that ever drew a page."""
+    gc.collect()
     if _TRIM is not None:
         _TRIM(0)
