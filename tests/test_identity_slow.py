@@ -1,7 +1,7 @@
 """The quickstart preset, run from the CLI as the README says, really teaches the embedded 135M model a new
 identity (CPU, minutes) and keeps what it knew: the bundled set, and three sets of other names, makers,
 wordings and sizes swapped in with `--set data.datasets=[...]` as users do. Each run's report card (written
-by the worker) must name the new identity in every held-out phrasing (the bundled set: in at least 7 of 12,
+by the worker) must name the new identity in every held-out phrasing (the bundled set: in at least 10 of 12,
 see WREN_MIN_HITS), the base in none, and keep the drift ratio on general prompts within 1.10. Each set is
 trained once per session."""
 import json
@@ -68,11 +68,11 @@ def test_the_quickstart_teaches_your_own_identity_set_and_keeps_general_answers(
           f"{card['hits_base']}/{card['questions']} | {card['drift_ratio']} | {wall:.0f} s |")
 
 
-# The bundled set (Wren) is the one the replay preset has not brought back to 12/12: its maker questions
-# ("Which lab trained you?") are answered with the maker alone in 2-5 of its 12 held-out phrasings (8/12 with
-# the committed preset; 10/12 at retain.share 0.25; main's preset without replay had 12/12 but drift 1.27-1.52).
-# Issue 14 stays open on it; until then this test holds the line that was measured, not the goal.
-WREN_MIN_HITS = 7
+# The bundled set (Wren) is the hardest: a few of its 12 held-out maker questions ("Which lab trained you?") get
+# the maker alone. With SmolLM2's default system prompt ("named SmolLM, trained by Hugging Face") in every
+# conversation the preset had 8/12 (seeds 42 and 43); with the preset's data.system 10-11/12 over six runs of
+# seeds and variants (drift 0.81-0.85), while the three own sets below stay at every phrasing.
+WREN_MIN_HITS = 10
 
 
 def test_quickstart_teaches_the_new_name_and_the_base_model_does_not_know_it(tmp_path):
@@ -90,5 +90,7 @@ def test_quickstart_teaches_the_new_name_and_the_base_model_does_not_know_it(tmp
     # The card asks as chat does: a held-out question it answered with the name, asked through the chat path.
     from engine.chat.generate import answer, load_run
     model, tok = load_run(run)
+    from engine.data.templates import system_of
+    assert system_of(tok.chat_template) == "You are a helpful AI assistant."  # the preset's data.system, as trained
     reply = answer(model, tok, [{"role": "user", "content": tuned[0]["question"]}], max_new_tokens=48)
     assert "wren" in reply.lower(), reply
