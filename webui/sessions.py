@@ -167,10 +167,10 @@ _TRIM = _malloc_trim()
 
 
 def give_back_free_memory() -> None:
-    """Free a closed page's objects now and hand the heap's free pages back to the system. A session's copy of
-    the page (Gradio's blocks and their config) is a web of reference cycles: left to the collector's schedule
-    it waits for a full collection, which comes rarer as the heap grows, and meanwhile new objects are placed
-    between the dead ones. glibc keeps freed memory in per-thread arenas (Gradio answers events from a pool of
+    """Free a closed page's objects now and hand the heap's free pages back to the system. Drawing a page
+    leaves thousands of objects in reference cycles (Gradio's and plotly's closures, encoders, classes): left to
+    the collector's schedule they wait for a full collection, which comes rarer as the heap grows, and
+    meanwhile new objects are placed between the dead ones. glibc keeps freed memory in per-thread arenas (Gradio answers events from a pool of
     threads, each building figures), so without the trim the app's resident size stays at the high-water mark
     of every thread that ever drew a page."""
     gc.collect()
