@@ -56,7 +56,7 @@ def _layout(title: str, y_title: str, empty: bool) -> dict:
     return layout
 
 
-def _figure(traces: list[dict], layout: dict) -> go.Figure:
+def figure_of(traces: list[dict], layout: dict) -> go.Figure:
     """One call builds the figure: plotly's update_* methods parse every key as a path and make a class for
     each (~1,000 objects in reference cycles and twice the time per figure, at every tick of a live page)."""
     return go.Figure(data=traces, layout=layout)
@@ -95,7 +95,7 @@ def loss_figure(series: Optional[RunSeries], overlays: Iterable[tuple[str, RunSe
         traces.append(_line(x=steps, y=smoothed, name=other, mode="lines",
                             line=dict(color=COLORS[(i + 1) % len(COLORS)], width=2)))
     _whole_steps(layout, _last_step(series, *(s for _, s in overlays)))
-    return _figure(traces, layout)
+    return figure_of(traces, layout)
 
 
 def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
@@ -106,7 +106,7 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
         title += " (GPU)" if any(m.name.startswith("vram") for m in drawn) else " (process)"
     layout, traces = _layout(title, chart.y_title, empty=not drawn), []
     if not drawn:
-        return _figure(traces, layout)
+        return figure_of(traces, layout)
     mode = _mode(len(series.train_steps))
     values = []
     for m in drawn:
@@ -128,7 +128,7 @@ def metric_figure(chart: Chart, series: Optional[RunSeries]) -> go.Figure:
     else:
         layout["yaxis"]["exponentformat"] = "e"
     _whole_steps(layout, _last_step(series))
-    return _figure(traces, layout)
+    return figure_of(traces, layout)
 
 
 def has_data(chart: Chart, series: Optional[RunSeries]) -> bool:

@@ -25,6 +25,7 @@ from engine import config as C
 from engine.data import names as dataset_names
 from engine.data import preview
 from engine.data.files import SUFFIXES, DataError
+from webui import charts
 
 PAGE_SIZE = 10
 
@@ -44,23 +45,26 @@ class PreviewPanel:
 
 def histogram_figure(lengths: list[int], cutoff_len: int, empty_reason: str = "no tokenizer on this machine yet"
                      ) -> go.Figure:
+    """Built in one call with the live charts' template (charts.figure_of says why)."""
     h = preview.histogram(lengths, cutoff_len)
-    fig = go.Figure()
+    traces, shapes, notes = [], [], []
     if h["total"]:
         edges = h["edges"]
-        centers = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
-        colors = ["#e03131" if a >= cutoff_len else "#4263eb" for a in edges[:-1]]
-        fig.add_bar(x=centers, y=h["counts"], width=[b - a for a, b in zip(edges, edges[1:])],
-                    marker_color=colors, name="rows", hovertemplate="%{x:.0f} tokens: %{y} rows<extra></extra>")
-        fig.add_vline(x=cutoff_len, line_dash="dash", line_color="#e03131",
-                      annotation_text=f"cutoff_len {cutoff_len}", annotation_position="top right")
+        traces.append(dict(type="bar", x=[(a + b) / 2 for a, b in zip(edges, edges[1:])], y=h["counts"],
+                           width=[b - a for a, b in zip(edges, edges[1:])], name="rows",
+                           marker=dict(color=["#e03131" if a >= cutoff_len else "#4263eb" for a in edges[:-1]]),
+                           hovertemplate="%{x:.0f} tokens: %{y} rows<extra></extra>"))
+        shapes.append(dict(type="line", x0=cutoff_len, x1=cutoff_len, xref="x", y0=0, y1=1, yref="y domain",
+                           line=dict(color="#e03131", dash="dash")))
+        notes.append(dict(text=f"cutoff_len {cutoff_len}", showarrow=False, x=cutoff_len, xref="x", xanchor="left",
+                          y=1, yref="y domain", yanchor="top"))
     over = h["over"]
     title = (f"Token lengths of {h['total']} rows — {over} over the cutoff ({'cut' if over else 'none cut'})"
              if h["total"] else f"Token lengths ({empty_reason})")
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=300, margin=dict(l=40, r=20, t=40, b=40),
-                      xaxis_title="tokens per example", yaxis_title="rows", bargap=0.02, showlegend=False,
-                      template="plotly_white")
-    return fig
+    return charts.figure_of(traces, dict(
+        title=dict(text=title, font=dict(size=14)), template=charts.TEMPLATE, height=300,
+        margin=dict(l=40, r=20, t=40, b=40), xaxis=dict(title=dict(text="tokens per example")),
+        yaxis=dict(title=dict(text="rows")), bargap=0.02, showlegend=False, shapes=shapes, annotations=notes))
 
 
 def summary_markdown(insp: preview.Inspection) -> str:
