@@ -65,12 +65,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def proc_status(pid: int, key: str) -> int:
+    """One number from /proc/PID/status (VmRSS in KiB, Threads, ...); -1 when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = proc_status(pid, "VmRSS")
+    return kib / 1024 if kib >= 0 else float("nan")
 
 
 def start_app(saves: Path, models: Path, log: Path, tries: int = 3) -> tuple[subprocess.Popen, str]:
@@ -180,7 +189,7 @@ def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_eve
         run_dir = launcher.start(cfg)
         for poller in pollers:
             poller.start()
-        rss, seen_steps, during_run, page_errors = [], [], 0, []
+        rss, threads, seen_steps, during_run, page_errors = [], [], [], 0, []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
@@ -197,8 +206,10 @@ def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_eve
                 seen_steps.append(int(step or 0))
                 during_run += going
                 rss.append(rss_mib(app.pid))
+                threads.append(proc_status(app.pid, "Threads"))
                 if len(rss) % 25 == 0:  # a long soak shows where it is (and what it measured so far)
-                    print(f"reload {len(rss)}: app RSS {rss[-1]:.1f} MiB, page at step {step} ({status})",
+                    print(f"reload {len(rss)}: app RSS {rss[-1]:.1f} MiB, {threads[-1]} threads, "
+                          f"page at step {step} ({status})",
                           file=sys.stderr, flush=True)
             if until_stopped:
                 launcher.stop(run_dir, wait=True)  # the Stop button's call
@@ -226,7 +237,7 @@ def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_eve
             events_repeated=len(train_steps) - len(set(train_steps)),
             app_rss_mib_first=round(rss[0], 1), app_rss_mib_last=round(rss[-1], 1), app_rss_mib_max=round(max(rss), 1),
             rss_mib_per_reload=round(slope(settled), 4), final_event=evts[-1] if evts else None,
-            rss_mib_every_10_reloads=[round(v, 1) for v in rss[::10]],
+            rss_mib_every_10_reloads=[round(v, 1) for v in rss[::10]], app_threads_every_10_reloads=threads[::10],
             output_saved=(run_dir / "adapter" / "adapter_model.safetensors").is_file() if not until_stopped else
             bool(evts) and (run_dir / "checkpoints" / str(evts[-1].get("checkpoint", "-"))).is_dir())
         problems = []
