@@ -45,6 +45,8 @@ def cmd_ui(argv: list[str]) -> int:
                  "add --auth USER:PASSWORD, or --insecure if you really mean it")
     if a.insecure and not auth:
         print("WARNING: serving without a login on", a.host, file=sys.stderr)
+    from webui.allocator import arrow_on_the_system_allocator
+    arrow_on_the_system_allocator()  # before gradio loads pyarrow (webui/allocator.py says why)
     from webui.app import launch  # after the checks: a refused address costs no Gradio import
     launch(host=a.host, port=a.port, auth=auth, insecure=a.insecure)
     return 0

@@ -28,6 +28,8 @@ from typing import Any, Optional
 
 import gradio as gr
 
+from webui.allocator import arrow_on_the_system_allocator
+
 FORGET_AFTER_S = 10.0  # how long a page that fired unload has to show it is still alive
 SETTLE_S = 2.0         # an event the queue handed out as the page closed has started by then
 HEARTBEAT_PATH = re.compile(r"/heartbeat/([^/?]+)/?$")
@@ -96,6 +98,7 @@ class Workbench(gr.Blocks):
     script) installs the heartbeat counter, and the unload handler forgets closed sessions."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        arrow_on_the_system_allocator()  # app.py did it before gradio loaded pyarrow (in-process: Python level)
         super().__init__(*args, **kwargs)
         self.heartbeats = Heartbeats()
         self._forgetting: set[asyncio.Task] = set()
