@@ -77,10 +77,11 @@ def proc_status(pid: int, key: str) -> int:
     return -1
 
 
-def huge_regions_mib(pid: int) -> float:
-    """Resident MiB of anonymous mappings of 512 MiB or more: pyarrow's mimalloc reserves 1 GiB at a time
-    (webui/allocator.py keeps the app off it); glibc's thread heaps are 64 MiB and Python's arenas 1 MiB."""
-    total, big = 0, False
+def huge_regions(pid: int) -> tuple[int, float]:
+    """How many anonymous mappings of 512 MiB or more, and their resident MiB: pyarrow's mimalloc reserves
+    1 GiB at a time and keeps it (webui/allocator.py keeps the app off it); glibc's thread heaps are 64 MiB,
+    Python's arenas 1 MiB."""
+    count, total, big = 0, 0, False
     try:
         with open(f"/proc/{pid}/smaps") as f:
             for line in f:
@@ -88,11 +89,12 @@ def huge_regions_mib(pid: int) -> float:
                 if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:  # a mapping's first line
                     a, b = (int(x, 16) for x in head[0].split("-"))
                     big = b - a >= 512 << 20 and len(head) == 5  # no file name: anonymous
+                    count += big
                 elif big and head[0] == "Rss:":
                     total += int(head[1])
     except OSError:
-        return float("nan")
-    return total / 1024
+        return -1, float("nan")
+    return count, total / 1024
 
 
 def rss_mib(pid: int) -> float:
@@ -229,7 +231,7 @@ def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_eve
                     print(f"reload {len(rss)}: app RSS {rss[-1]:.1f} MiB, {threads[-1]} threads, "
                           f"page at step {step} ({status})",
                           file=sys.stderr, flush=True)
-            huge = huge_regions_mib(app.pid)
+            huge, huge_mib = huge_regions(app.pid)
             if until_stopped:
                 launcher.stop(run_dir, wait=True)  # the Stop button's call
             # The run ends while this page is open: its live ticks must show the end, without a reload.
@@ -255,7 +257,8 @@ def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_eve
             train_events=len(train_steps), events_lost=len(set(range(1, steps + 1)) - set(train_steps)),
             events_repeated=len(train_steps) - len(set(train_steps)),
             app_rss_mib_first=round(rss[0], 1), app_rss_mib_last=round(rss[-1], 1), app_rss_mib_max=round(max(rss), 1),
-            rss_mib_per_reload=round(slope(settled), 4), app_huge_regions_mib=round(huge, 1), final_event=evts[-1] if evts else None,
+            rss_mib_per_reload=round(slope(settled), 4), app_huge_regions=huge,
+            app_huge_regions_mib=round(huge_mib, 1), final_event=evts[-1] if evts else None,
             rss_mib_every_10_reloads=[round(v, 1) for v in rss[::10]], app_threads_every_10_reloads=threads[::10],
             output_saved=(run_dir / "adapter" / "adapter_model.safetensors").is_file() if not until_stopped else
             bool(evts) and (run_dir / "checkpoints" / str(evts[-1].get("checkpoint", "-"))).is_dir())
@@ -272,8 +275,8 @@ def soak(steps: int = 0, reloads: int = 300, reload_every: float = 1.0, poll_eve
             problems.append(f"the app's memory grows {report['rss_mib_per_reload']} MiB per reload "
                             f"({report['app_rss_mib_first']} -> {report['app_rss_mib_last']} MiB)")
         if huge > 0:
-            problems.append(f"the app holds {huge:.1f} MiB in a 1 GiB anonymous region (pyarrow's mimalloc?), "
-                            "which malloc_trim cannot give back: see webui/allocator.py")
+            problems.append(f"the app reserved {huge} anonymous region(s) of 512 MiB or more, {huge_mib:.1f} MiB "
+                            "resident (pyarrow's mimalloc?), which malloc_trim cannot give back: see webui/allocator.py")
         if calls == 0 or errors > max(2, calls // 20):
             problems.append(f"the API clients failed: {errors} errors in {calls + errors} calls "
                             f"({report['api_last_error']})")
